@@ -1,0 +1,43 @@
+# bulkmeet — set-up commands. Each target installs what it needs into .venv first.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
+
+.PHONY: install test demo bench bench-smoke clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11 or python3 on PATH)"; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+## make test: the whole test suite (emulator conformance, auth, pipeline, reruns, bench smoke)
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+## make demo: the main job end to end on samples/, against the embedded emulator
+demo: $(STAMP)
+	@rm -f samples/schedule.results.xlsx
+	@echo "== bulkmeet run samples/schedule.xlsx --config samples/bulkmeet.toml --emulator"
+	@$(BIN)/bulkmeet run samples/schedule.xlsx --config samples/bulkmeet.toml --emulator; \
+	  status=$$?; \
+	  echo "== exit status $$status (1 is expected: the sample has deliberately invalid rows and an"; \
+	  echo "   organizer without an access policy; open samples/schedule.results.xlsx to see them)"; \
+	  test $$status -le 1
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@touch $@
+
+## make bench: benchmarks against the emulator in its own process (prints a table, writes bench/results.json)
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -f samples/*.results.* samples/*.journal.* samples/*.emulator-state.json

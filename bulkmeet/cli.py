@@ -1,0 +1,287 @@
+"""The command line. It parses arguments, sets up logging and signals, and calls the library.
+
+Exit statuses (also in the README and `bulkmeet --help`):
+  0  every row has a meeting
+  1  some rows failed, were invalid or duplicates (the output sheet says which)
+  2  nothing was sent: the schedule or config is unusable
+  3  authentication failed before any row was sent
+  4  stopped by Ctrl-C/SIGTERM; the journal and output sheet were written, run again to finish
+  5  another bulkmeet run is working on the same schedule
+  70 internal error (a bug: please report it with the log)
+"""
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+import threading
+from contextlib import nullcontext
+from pathlib import Path
+
+import click
+
+from bulkmeet import __version__
+from bulkmeet.config import Config, load_config
+from bulkmeet.errors import BulkmeetError, ConfigError, ExitStatus, InputError
+
+log = logging.getLogger("bulkmeet")
+
+EXIT_HELP = """\b
+Exit status:
+  0  every row has a meeting
+  1  some rows failed, were invalid or duplicates (see the output sheet)
+  2  nothing was sent: the schedule or config is unusable
+  3  authentication failed before any row was sent
+  4  stopped by Ctrl-C/SIGTERM (journal and output written; run again to finish)
+  5  another bulkmeet run is working on the same schedule
+"""
+
+
+def _setup_logging(quiet: bool, log_file: str | None) -> None:
+    root = logging.getLogger("bulkmeet")
+    root.handlers.clear()
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    handler = logging.StreamHandler(sys.stderr)
+    tty = sys.stderr.isatty()
+    handler.setFormatter(logging.Formatter("%(message)s" if tty else
+                                           "%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.addHandler(handler)
+    if log_file:
+        path = Path(os.path.expanduser(log_file))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=5,
+                                                  encoding="utf-8")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        fh.setLevel(logging.INFO)
+        root.addHandler(fh)
+
+
+def _config_path(schedule: Path, config: str | None) -> Path:
+    if config:
+        return Path(config)
+    beside = schedule.parent / "bulkmeet.toml"
+    if beside.exists():
+        return beside
+    here = Path("bulkmeet.toml")
+    if here.exists():
+        return here
+    raise ConfigError(
+        f"No config given and no bulkmeet.toml beside {schedule} or in this folder: pass "
+        f"--config FILE, or create one with `bulkmeet init {schedule}`.")
+
+
+def _schedule(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: schedule file not found.")
+    return p
+
+
+def _maybe_emulator(use: bool, schedule: Path, cfg: Config):
+    if not use:
+        return nullcontext(cfg)
+    from bulkmeet.embedded import embedded_emulator
+
+    log.info("starting the embedded emulator (state kept in %s)",
+             schedule.with_name(schedule.stem + ".emulator-state.json"))
+    return embedded_emulator(schedule, cfg)
+
+
+class _Stopper:
+    """First SIGINT/SIGTERM: stop taking rows, finish in-flight ones, write everything.
+    Second: leave at once (every finished row is already in the journal)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> "_Stopper":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.event.is_set():
+            sys.stderr.write("bulkmeet: stopped at once; finished rows are in the journal.\n")
+            sys.stderr.flush()
+            os._exit(ExitStatus.INTERRUPTED)
+        self.event.set()
+        log.warning("%s received: finishing requests in flight, then writing the output "
+                    "(send it again to stop at once)", signal.Signals(signum).name)
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_HELP)
+@click.version_option(__version__, prog_name="bulkmeet")
+def cli() -> None:
+    """Create Microsoft Teams meetings in bulk from a class schedule (CSV or Excel)."""
+
+
+@cli.command(epilog=EXIT_HELP)
+@click.argument("schedule", type=click.Path(dir_okay=False))
+@click.option("--config", "-c", "config_path", metavar="FILE",
+              help="Mapping config (TOML). Default: bulkmeet.toml beside the schedule.")
+@click.option("--output", "-o", metavar="FILE",
+              help="Output sheet (.xlsx or .csv). Default: NAME.results.xlsx beside the schedule.")
+@click.option("--sheet", metavar="NAME", help="Worksheet to read (xlsx). Default: the first.")
+@click.option("--concurrency", type=click.IntRange(1, 64), metavar="N",
+              help="Requests in flight at most (default from config, else 4).")
+@click.option("--dry-run", is_flag=True,
+              help="Plan and validate every row and write the output with the request each row "
+                   "would send; call nothing.")
+@click.option("--full", "mode", flag_value="full",
+              help="Send every row again, even those done before (safe: createOrGet is idempotent).")
+@click.option("--retry-failed", "mode", flag_value="retry-failed",
+              help="Send only rows that failed in earlier runs.")
+@click.option("--journal", metavar="FILE",
+              help="Journal of results. Default: NAME.journal.sqlite beside the schedule.")
+@click.option("--emulator", is_flag=True,
+              help="Start the embedded Graph emulator and run against it (demo, no Azure needed).")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings, errors and the summary line.")
+@click.option("--log-file", metavar="FILE", help="Also log to FILE (rotated at 5 MB, 5 kept).")
+@click.option("--summary-json", metavar="FILE", help="Write the run summary as JSON (monitoring).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar (default: only on a terminal).")
+@click.pass_context
+def run(ctx: click.Context, schedule: str, config_path: str | None, output: str | None,
+        sheet: str | None, concurrency: int | None, dry_run: bool, mode: str | None,
+        journal: str | None, emulator: bool, quiet: bool, log_file: str | None,
+        summary_json: str | None, progress: bool | None) -> int:
+    """Create or find one Teams meeting per row of SCHEDULE and write the output sheet."""
+    from bulkmeet.pipeline import NORMAL, RunOptions, run_import
+
+    sched = _schedule(schedule)
+    cfg = load_config(_config_path(sched, config_path))
+    _setup_logging(quiet, log_file or cfg.run.log_file)
+    with _maybe_emulator(emulator and not dry_run, sched, cfg) as cfg, _Stopper() as stopper:
+        options = RunOptions(
+            schedule=sched, config=cfg, output=Path(output) if output else None, sheet=sheet,
+            concurrency=concurrency, dry_run=dry_run, mode=mode or NORMAL,
+            journal=Path(journal) if journal else None, progress=progress,
+            summary_json=Path(summary_json) if summary_json else None,
+            argv=tuple(sys.argv[1:]),
+        )
+        result = run_import(options, stop=stopper.event)
+    for note in result.summary.notes:
+        log.warning("%s", note)
+    click.echo(result.summary.line())
+    click.echo(f"Output: {result.output}", err=quiet)
+    return result.exit_status
+
+
+@cli.command(epilog=EXIT_HELP)
+@click.argument("schedule", type=click.Path(dir_okay=False))
+@click.option("--config", "-c", "config_path", metavar="FILE", help="Mapping config (TOML).")
+@click.option("--sheet", metavar="NAME", help="Worksheet to read (xlsx).")
+@click.option("--emulator", is_flag=True,
+              help="Also look the organizers up in the embedded emulator's directory.")
+def validate(schedule: str, config_path: str | None, sheet: str | None, emulator: bool) -> int:
+    """Check every row of SCHEDULE without sending anything; list problems by row and column."""
+    from bulkmeet.pipeline import check_organizers, validate_schedule
+
+    sched = _schedule(schedule)
+    cfg = load_config(_config_path(sched, config_path))
+    _setup_logging(True, None)
+    the_sheet, the_plan, outcomes = validate_schedule(sched, cfg, sheet)
+    problems = [(row, o.error or o.status) for row, o in sorted(outcomes.items())]
+    if emulator:
+        with _maybe_emulator(True, sched, cfg) as ecfg:
+            problems += check_organizers(the_plan, ecfg)
+        problems.sort(key=lambda p: p[0])
+    for row, message in problems:
+        click.echo(f"{sched}: row {row}: {message}")
+    ok = len(the_plan.requests)
+    click.echo(f"{len(the_sheet.rows)} rows: {ok} ready to send, {len(the_plan.invalid)} invalid, "
+               f"{len(the_plan.duplicates)} duplicate")
+    return ExitStatus.ROWS_FAILED if problems else ExitStatus.OK
+
+
+@cli.command()
+@click.argument("schedule", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", metavar="FILE",
+              help="Where to write the config. Default: bulkmeet.toml beside the schedule.")
+@click.option("--force", is_flag=True, help="Overwrite an existing config.")
+def init(schedule: str, output: str | None, force: bool) -> int:
+    """Write a starter config for SCHEDULE, guessing the column mapping from its headers."""
+    from bulkmeet.starter import write_starter_config
+
+    path = write_starter_config(_schedule(schedule), Path(output) if output else None, force=force)
+    click.echo(f"Wrote {path}: check every line marked TODO, then run "
+               f"`bulkmeet validate {schedule} --config {path}`.")
+    return ExitStatus.OK
+
+
+@cli.command()
+@click.option("--config", "-c", "config_path", metavar="FILE", default="bulkmeet.toml",
+              show_default=True, help="Config with [auth] mode = \"delegated\".")
+def login(config_path: str) -> int:
+    """Sign in once as yourself (device code); later runs, cron included, reuse the token."""
+    from bulkmeet.auth import login as do_login
+
+    user = do_login(load_config(config_path), echo=lambda m: click.echo(m, err=True))
+    click.echo(f"Signed in as {user}.")
+    return ExitStatus.OK
+
+
+@cli.command()
+@click.option("--config", "-c", "config_path", metavar="FILE", default="bulkmeet.toml",
+              show_default=True, help="Config whose token cache to remove.")
+def logout(config_path: str) -> int:
+    """Forget the signed-in user's tokens (removes the token cache file)."""
+    from bulkmeet.auth import logout as do_logout
+
+    removed = do_logout(load_config(config_path))
+    click.echo(f"Removed {removed}." if removed else "Nothing to remove: not signed in.")
+    return ExitStatus.OK
+
+
+def _add_emulator_command() -> None:
+    try:
+        from bulkmeet.emulator.command import emulator
+    except ImportError:  # pragma: no cover - only while the package is being built
+        return
+    cli.add_command(emulator, "emulator")
+
+
+_add_emulator_command()
+
+
+def _log_crash_to_files(exc: BaseException) -> None:
+    """The traceback goes to the log file (if any), never to the terminal or cron mail."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "internal error", (),
+                            (type(exc), exc, exc.__traceback__))
+    for handler in log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every exception becomes one message and one exit status, here only."""
+    try:
+        status = cli.main(args=argv, prog_name="bulkmeet", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("bulkmeet: aborted.", err=True)
+        status = ExitStatus.INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        status = ExitStatus.UNUSABLE_INPUT
+    except BulkmeetError as exc:
+        click.echo(f"bulkmeet: error: {exc}", err=True)
+        status = exc.exit_status
+    except KeyboardInterrupt:
+        click.echo("bulkmeet: interrupted.", err=True)
+        status = ExitStatus.INTERRUPTED
+    except Exception as exc:  # a bug: never a traceback on the user's screen
+        _log_crash_to_files(exc)
+        click.echo(f"bulkmeet: internal error ({type(exc).__name__}). This is a bug; please "
+                   "report it with the log file (--log-file).", err=True)
+        status = ExitStatus.INTERNAL_ERROR
+    sys.exit(int(status or 0))

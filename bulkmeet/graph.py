@@ -1,0 +1,301 @@
+"""Talking to Microsoft Graph: one createOrGet or user lookup per call, no retry policy.
+
+``GraphGateway`` is the seam (as in pip-tools): the runner only knows this interface. ``HttpGraph``
+is the real implementation over requests; ``FakeGraph`` is an in-memory one with Graph's
+createOrGet semantics, used by fast tests of the runner's retry and concurrency logic. Retrying,
+pacing and throttling live in ``runner``; turning Graph's answers into sentences lives here,
+because only here do we know what each Graph error means for an ops user.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+from urllib.parse import quote
+
+import requests
+
+from bulkmeet.http import build_session, check_url
+
+# What went wrong when there was no HTTP status at all.
+TIMEOUT = "timeout"
+CONNECTION = "connection"
+
+
+class Tokens(Protocol):
+    delegated: bool
+
+    def token(self) -> str: ...
+
+    def invalidate(self, token: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class GraphResponse:
+    """One HTTP exchange with Graph (or the lack of one: ``status`` None and ``failure`` set)."""
+
+    status: int | None
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    failure: str | None = None  # TIMEOUT | CONNECTION when no response arrived
+    detail: str | None = None  # the exception text for a failure (never contains a token)
+
+    @property
+    def request_id(self) -> str | None:
+        rid = self.headers.get("request-id")
+        if rid:
+            return rid
+        inner = self.error.get("innerError") or {}
+        return inner.get("request-id")
+
+    @property
+    def error(self) -> dict[str, Any]:
+        if isinstance(self.body, dict) and isinstance(self.body.get("error"), dict):
+            return self.body["error"]
+        return {}
+
+    @property
+    def error_code(self) -> str | None:
+        return self.error.get("code")
+
+    @property
+    def error_message(self) -> str:
+        return str(self.error.get("message") or "")
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    @property
+    def retry_after(self) -> float | None:
+        """Retry-After in seconds: whole seconds per Graph, but tolerate fractions and junk."""
+        raw = self.header("Retry-After")
+        if raw is None:
+            return None
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            return None
+
+
+class GraphGateway(ABC):
+    """The calls bulkmeet makes. Each is a single attempt: the runner decides about retries."""
+
+    delegated: bool = False
+
+    @abstractmethod
+    def create_or_get(self, organizer_id: str | None, body: Mapping[str, Any]) -> GraphResponse:
+        """POST .../onlineMeetings/createOrGet; ``organizer_id`` None means /me (delegated)."""
+
+    @abstractmethod
+    def get_user(self, upn: str) -> GraphResponse:
+        """GET /users/{upn}?$select=id — resolves a UPN to the object id createOrGet needs."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+def create_or_get_path(organizer_id: str | None) -> str:
+    if organizer_id is None:
+        return "/me/onlineMeetings/createOrGet"
+    return f"/users/{quote(organizer_id, safe='')}/onlineMeetings/createOrGet"
+
+
+class HttpGraph(GraphGateway):
+    """Graph over HTTPS with requests: one Session per worker thread, each verifying the CA.
+
+    Thread-local sessions keep connection reuse without sharing a Session (not documented as
+    thread-safe) across workers. A 401 is answered once by dropping the token and trying again
+    with a fresh one: a token can expire between being handed out and arriving.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_version: str,
+        tokens: Tokens,
+        *,
+        ca_bundle: str | None = None,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        session_factory: Callable[[], requests.Session] | None = None,
+    ) -> None:
+        self.root = f"{check_url(base_url, 'Graph base URL')}/{api_version}"
+        self.tokens = tokens
+        self.delegated = tokens.delegated
+        self.timeout = timeout
+        self._session_factory = session_factory or (lambda: build_session(ca_bundle, pool_size=2))
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._session_factory()
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def close(self) -> None:
+        with self._lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()
+
+    def create_or_get(self, organizer_id: str | None, body: Mapping[str, Any]) -> GraphResponse:
+        return self._send("POST", create_or_get_path(organizer_id), body)
+
+    def get_user(self, upn: str) -> GraphResponse:
+        return self._send("GET", f"/users/{quote(upn, safe='@')}?$select=id", None)
+
+    def describe(self) -> str:
+        return self.root
+
+    def _send(self, method: str, path: str, body: Mapping[str, Any] | None) -> GraphResponse:
+        response = self._attempt(method, path, body)
+        if response.status == 401:
+            response = self._attempt(method, path, body, refresh=True)
+        return response
+
+    def _attempt(
+        self, method: str, path: str, body: Mapping[str, Any] | None, refresh: bool = False
+    ) -> GraphResponse:
+        token = self.tokens.token()
+        if refresh:
+            self.tokens.invalidate(token)
+            token = self.tokens.token()
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "client-request-id": str(uuid.uuid4()),
+            "Accept": "application/json",
+        }
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body, separators=(",", ":")).encode()
+        try:
+            r = self._session().request(
+                method, self.root + path, data=data, headers=headers, timeout=self.timeout
+            )
+        except requests.Timeout as exc:
+            return GraphResponse(None, failure=TIMEOUT, detail=_scrub(exc, token))
+        except requests.RequestException as exc:
+            return GraphResponse(None, failure=CONNECTION, detail=_scrub(exc, token))
+        try:
+            parsed: Any = r.json() if r.content else None
+        except ValueError:
+            parsed = None
+        return GraphResponse(r.status_code, parsed, dict(r.headers))
+
+
+def _scrub(exc: BaseException, token: str) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.replace(token, "[token]")
+
+
+class FakeGraph(GraphGateway):
+    """In-memory Graph with createOrGet's semantics, plus a script of canned failures.
+
+    ``script`` maps an externalId to a list of responses to give (in order) before behaving
+    normally, so a test can say "this row gets 429 then 503 then works".
+    """
+
+    def __init__(self, users: Mapping[str, str] | None = None, delegated: bool = False) -> None:
+        self.users = {k.lower(): v for k, v in (users or {}).items()}  # upn -> object id
+        self.delegated = delegated
+        self.meetings: dict[tuple[str, str], dict[str, Any]] = {}
+        self.script: dict[str, list[GraphResponse]] = {}
+        self.calls: list[tuple[str, str | None, str | None]] = []
+        self._lock = threading.Lock()
+
+    def create_or_get(self, organizer_id: str | None, body: Mapping[str, Any]) -> GraphResponse:
+        ext = str(body.get("externalId", ""))
+        with self._lock:
+            self.calls.append(("createOrGet", organizer_id, ext))
+            queued = self.script.get(ext)
+            if queued:
+                return queued.pop(0)
+            key = (organizer_id or "me", ext)
+            if key in self.meetings:
+                return GraphResponse(200, self.meetings[key], {"request-id": str(uuid.uuid4())})
+            meeting = {
+                "id": f"fake-{len(self.meetings) + 1}",
+                "externalId": ext,
+                "subject": body.get("subject"),
+                "startDateTime": body.get("startDateTime"),
+                "endDateTime": body.get("endDateTime"),
+                "joinWebUrl": f"https://teams.microsoft.com/l/meetup-join/fake-{ext}",
+            }
+            self.meetings[key] = meeting
+            return GraphResponse(201, meeting, {"request-id": str(uuid.uuid4())})
+
+    def get_user(self, upn: str) -> GraphResponse:
+        with self._lock:
+            self.calls.append(("getUser", None, upn))
+        oid = self.users.get(upn.lower())
+        if oid is None:
+            return GraphResponse(404, {"error": {"code": "Request_ResourceNotFound",
+                                                 "message": f"Resource '{upn}' does not exist."}})
+        return GraphResponse(200, {"id": oid})
+
+
+# ---------------------------------------------------------------------------------------------
+# What Graph's answers mean for the person reading the output sheet.
+
+POLICY_MESSAGE = "No application access policy found for this app"
+
+
+def is_access_policy_error(response: GraphResponse) -> bool:
+    return response.status == 403 and POLICY_MESSAGE.lower() in response.error_message.lower()
+
+
+def describe_failure(response: GraphResponse, *, organizer: str, client_id: str | None = None,
+                     attempts: int = 1) -> str:
+    """One sentence for the ``error`` column: Graph's code and message, then what to do."""
+    code = response.error_code or (str(response.status) if response.status else "")
+    graph_says = f"{code}: {response.error_message}".strip(": ") if response.status else ""
+    if response.status is None:
+        what = "timed out" if response.failure == TIMEOUT else "connection failed"
+        return (f"Could not get an answer from Graph ({what}) after {attempts} attempt(s); "
+                "nothing is lost: the next run retries this row.")
+    status = response.status
+    if status == 429:
+        return (f"Graph kept throttling this request (429 {graph_says}) after {attempts} "
+                "attempt(s); the next run retries it.")
+    if status >= 500:
+        return (f"Graph had a temporary failure ({status} {graph_says}) after {attempts} "
+                "attempt(s); the next run retries this row.")
+    if is_access_policy_error(response):
+        app = client_id or "APP_CLIENT_ID"
+        return (
+            f"403 {graph_says}. Organizer {organizer} has no application access policy for this "
+            f"app. A Teams admin must run in PowerShell: New-CsApplicationAccessPolicy -Identity "
+            f"bulkmeet-policy -AppIds \"{app}\"; then Grant-CsApplicationAccessPolicy -PolicyName "
+            f"bulkmeet-policy -Identity \"<organizer object id>\" (or -Global). Policies take up "
+            "to 30 minutes to apply."
+        )
+    if status == 403:
+        return (
+            f"403 {graph_says}. The app is not allowed to create meetings: grant the "
+            "OnlineMeetings.ReadWrite.All application permission (delegated: OnlineMeetings."
+            "ReadWrite) in the Azure portal and click 'Grant admin consent'."
+        )
+    if status == 404:
+        return (
+            f"404 {graph_says}. Organizer {organizer} was not found: check the address, that the "
+            "user has a Teams licence, and that the organizer column holds the Entra object ID or "
+            "a UPN with resolve_upns = true in [graph]."
+        )
+    if status == 401:
+        return (f"401 {graph_says}. Graph rejected the access token even after a fresh one was "
+                "fetched: check the tenant id and that the app is registered in that tenant.")
+    if status == 400:
+        return (f"400 {graph_says}. Graph rejected the request for this row: check its times "
+                "(end after start), subject and attendee addresses.")
+    return f"{status} {graph_says}. Graph refused the request."

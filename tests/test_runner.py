@@ -1,0 +1,142 @@
+"""The runner's retry, throttling and per-organizer rules, driven through the FakeGraph seam."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+
+from bulkmeet.graph import FakeGraph, GraphResponse
+from bulkmeet.models import CREATED, EXISTING, FAILED, MeetingRequest
+from bulkmeet.runner import Gate, RetryPolicy, Runner, differences, resolve_organizers
+
+ORG = "f199edb8-f58c-5e6b-9f48-a3723d49780c"
+FAST = RetryPolicy(max_attempts=3, max_throttled=5, base_delay=0.01, max_delay=0.05)
+
+
+def req(n: int, organizer: str = ORG, **kw) -> MeetingRequest:
+    return MeetingRequest(row=n + 1, external_id=f"ext-{n}", organizer=organizer,
+                          subject=f"Class {n}", **kw)
+
+
+def run(graph: FakeGraph, requests, **kw):
+    results = []
+    lock = threading.Lock()
+
+    def record(r):
+        with lock:
+            results.append(r)
+
+    runner = Runner(graph, policy=kw.pop("policy", FAST), on_result=record, **kw)
+    stats = runner.run(requests)
+    return {r.external_id: r for r in results}, stats, runner
+
+
+def error(status: int, code: str, message: str = "x", **headers) -> GraphResponse:
+    return GraphResponse(status, {"error": {"code": code, "message": message,
+                                            "innerError": {"request-id": "rid-1"}}}, headers)
+
+
+def test_every_row_gets_one_result_and_a_rerun_finds_existing():
+    graph = FakeGraph()
+    results, stats, _ = run(graph, [req(i) for i in range(50)], concurrency=8)
+    assert len(results) == 50 and {r.status for r in results.values()} == {CREATED}
+    assert stats.requests == 50
+    again, _, _ = run(graph, [req(i) for i in range(50)], concurrency=8)
+    assert {r.status for r in again.values()} == {EXISTING}
+    assert len(graph.meetings) == 50
+
+
+def test_retry_after_is_honoured_before_the_retry():
+    graph = FakeGraph()
+    graph.script["ext-0"] = [error(429, "TooManyRequests", **{"Retry-After": "1"})]
+    started = time.monotonic()
+    results, stats, _ = run(graph, [req(0)])
+    assert results["ext-0"].status == CREATED
+    assert results["ext-0"].attempts == 2
+    assert time.monotonic() - started >= 1.0  # never back before Retry-After
+    assert stats.throttled == 1
+
+
+def test_transient_errors_are_retried_then_left_failed_for_the_next_run():
+    graph = FakeGraph()
+    graph.script["ext-0"] = [error(503, "ServiceUnavailable"), GraphResponse(None, failure="connection")]
+    graph.script["ext-1"] = [error(500, "InternalServerError")] * 5
+    results, _, _ = run(graph, [req(0), req(1)])
+    assert results["ext-0"].status == CREATED and results["ext-0"].attempts == 3
+    failed = results["ext-1"]
+    assert failed.status == FAILED and failed.attempts == 3
+    assert "next run retries this row" in failed.error
+    assert failed.request_id == "rid-1"
+
+
+def test_bad_request_fails_at_once_with_graphs_code():
+    graph = FakeGraph()
+    graph.script["ext-0"] = [error(400, "BadRequest", "An error has occurred.")]
+    results, stats, _ = run(graph, [req(0)])
+    r = results["ext-0"]
+    assert (r.status, r.attempts, r.http_status, r.error_code) == (FAILED, 1, 400, "BadRequest")
+    assert r.error.startswith("400 BadRequest: An error has occurred.")
+    assert stats.requests == 1
+
+
+def test_access_policy_403_fails_the_organizers_rows_once_with_the_powershell_fix():
+    graph = FakeGraph()
+    graph.script["ext-0"] = [error(403, "Forbidden", "No application access policy found for this app.")]
+    other = "0a4c9b67-3046-51d6-9b36-0c0ca27bd9cc"
+    requests = [req(0), req(1), req(2), req(3, organizer=other)]
+    results, stats, runner = run(graph, requests, concurrency=1, client_id="app-123")
+    assert [results[f"ext-{i}"].status for i in range(4)] == [FAILED, FAILED, FAILED, CREATED]
+    assert stats.requests == 2  # the blocked organizer's later rows were not sent
+    msg = results["ext-1"].error
+    assert "New-CsApplicationAccessPolicy" in msg and "Grant-CsApplicationAccessPolicy" in msg
+    assert "app-123" in msg and "30 minutes" in msg
+    assert list(stats.blocked_organizers) == [ORG]
+
+
+def test_stop_leaves_unsent_rows_unfinished():
+    graph = FakeGraph()
+    stop = threading.Event()
+    seen = []
+
+    def record(r):
+        seen.append(r)
+        if len(seen) == 5:
+            stop.set()
+
+    runner = Runner(graph, concurrency=1, policy=FAST, on_result=record, stop=stop)
+    runner.run([req(i) for i in range(20)])
+    assert len(seen) == 5
+    assert [r.row for r in runner.unfinished] == list(range(6, 21))
+
+
+def test_upns_are_resolved_once_each_and_unknown_ones_reported():
+    graph = FakeGraph(users={"ada@school.example": ORG})
+    resolved, problems = resolve_organizers(graph, ["ada@school.example", "nobody@school.example",
+                                                    "ada@school.example"], concurrency=2)
+    assert resolved == {"ada@school.example": ORG}
+    assert "nobody@school.example" in problems["nobody@school.example"]
+    assert "404" in problems["nobody@school.example"]
+    assert sum(1 for c in graph.calls if c[0] == "getUser") == 2
+
+
+def test_gate_paces_at_the_advertised_rate_limit():
+    gate = Gate(8, clock=time.monotonic)
+    gate.acquire(threading.Event())
+    gate.release(GraphResponse(201, {}, {"RateLimit-Limit": "20", "RateLimit-Remaining": "19",
+                                          "RateLimit-Reset": "1"}))
+    assert gate.rate is not None and 18 <= gate.rate <= 20
+    gate.acquire(threading.Event())
+    gate.release(GraphResponse(429, {}, {"Retry-After": "2"}))
+    assert gate.paused_until - time.monotonic() > 1.5
+    assert gate.limit == 4
+
+
+def test_existing_meeting_that_differs_from_the_sheet_gets_a_warning():
+    start = datetime(2027, 2, 1, 15, 0, tzinfo=timezone.utc)
+    r = req(0, start=start, end=datetime(2027, 2, 1, 16, 0, tzinfo=timezone.utc))
+    same = {"subject": "Class 0", "startDateTime": "2027-02-01T15:00:00.0000000Z",
+            "endDateTime": "2027-02-01T16:00:00Z"}
+    assert differences(r, same) is None
+    moved = dict(same, startDateTime="2027-02-01T14:00:00.0000000Z", subject="Old title")
+    text = differences(r, moved)
+    assert 'subject is "Old title"' in text and "start is 2027-02-01 14:00 UTC" in text
