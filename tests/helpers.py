@@ -1,0 +1,131 @@
+"""Builders for the real files the end-to-end tests use: directories, schedules and configs."""
+from __future__ import annotations
+
+import csv
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+SECRET_ENV = "BULKMEET_TEST_SECRET"
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass(frozen=True)
+class Tenant:
+    directory_path: Path
+    tenant_id: str
+    client_id: str
+    secret: str
+    teachers: tuple[tuple[str, str], ...]  # (upn, object id); the last has no access policy
+    students: tuple[str, ...]
+
+
+def make_tenant(path: Path, *, teachers: int = 4, policy: str = "all-but-last") -> Tenant:
+    tenant_id = str(uuid.uuid4())
+    client_id = str(uuid.uuid4())
+    secret = "s3cr3t-" + secrets.token_urlsafe(24)
+    people = tuple((f"teacher{i}@test.example", str(uuid.uuid4())) for i in range(teachers))
+    students = tuple(f"student{i}@students.test.example" for i in range(6))
+    users = [{"id": oid, "userPrincipalName": upn} for upn, oid in people]
+    users += [{"id": str(uuid.uuid4()), "userPrincipalName": s} for s in students]
+    access = "global" if policy == "global" else [oid for _, oid in people[:-1]]
+    directory = {"tenants": [{"id": tenant_id, "users": users, "apps": [{
+        "clientId": client_id, "secret": secret, "certificatePem": None,
+        "roles": ["OnlineMeetings.ReadWrite.All", "User.Read.All"], "accessPolicy": access}]}]}
+    path.write_text(json.dumps(directory, indent=2))
+    return Tenant(path, tenant_id, client_id, secret, people, students)
+
+
+HEADER = ["CRN", "Course", "Title", "Teacher", "Date", "Start", "End", "Students"]
+
+
+def schedule_rows(tenant: Tenant, n: int, *, teachers: int | None = None,
+                  first: date = date(2027, 3, 1)) -> list[list[str]]:
+    """n valid rows spread over the first `teachers` teachers (default: all with a policy)."""
+    usable = tenant.teachers[: teachers or len(tenant.teachers) - 1]
+    rows = []
+    for i in range(n):
+        upn = usable[i % len(usable)][0]
+        day = first + timedelta(days=i // 8)
+        hour = 8 + i % 8
+        rows.append([f"{10000 + i:05d}", f"CS{100 + i % 7}", f"Lecture {i}", upn,
+                     day.isoformat(), f"{hour:02d}:00", f"{hour:02d}:50",
+                     ";".join(tenant.students[i % 3: i % 3 + 2])])
+    return rows
+
+
+def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def write_xlsx(path: Path, rows: list[list[object]], header: list[str] = HEADER) -> Path:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Schedule"
+    ws.append(header)
+    for r in rows:
+        ws.append(r)
+    wb.save(path)
+    return path
+
+
+def write_config(path: Path, tenant: Tenant, base_url: str, ca_path: str | Path, *,
+                 extra_graph: str = "", extra_run: str = "") -> Path:
+    path.write_text(f"""\
+[graph]
+base_url = "{base_url}"
+ca_bundle = "{ca_path}"
+connect_timeout = 5
+read_timeout = 5
+{extra_graph}
+
+[auth]
+tenant_id = "{tenant.tenant_id}"
+client_id = "{tenant.client_id}"
+authority_host = "{base_url}"
+client_secret_env = "{SECRET_ENV}"
+
+[mapping]
+organizer = "Teacher"
+subject = "{{Course}}: {{Title}}"
+date = "Date"
+start_time = "Start"
+end_time = "End"
+time_zone = "America/Chicago"
+attendees = ["Students"]
+keys = ["CRN", "Date"]
+
+[run]
+concurrency = 8
+{extra_run}
+""")
+    return path
+
+
+def read_output(path: Path) -> list[dict[str, object]]:
+    """Rows of an output sheet (xlsx or csv) as dicts, read back independently of bulkmeet."""
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            return list(csv.DictReader(f))
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path, read_only=True)
+    ws = wb.worksheets[0]
+    rows = list(ws.iter_rows(values_only=True))
+    header = [str(h) for h in rows[0]]
+    return [dict(zip(header, r)) for r in rows[1:]]

@@ -1,0 +1,177 @@
+"""Safe reruns: journal, crash and stop safety, throttling and faults — against the emulator.
+
+Runs that must be killed run as real subprocesses (`python -m bulkmeet run ...`), so signals,
+locks and the atomic output file are exercised for real.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import helpers
+from tests.test_cli_run import create_calls, setup_run
+
+
+def spawn(schedule: Path, config: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bulkmeet", "run", str(schedule), "--config", str(config),
+         "--quiet", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+
+
+def one_meeting_per_external_id(emulator) -> collections.Counter:
+    counts = collections.Counter((m.get("organizerId"), m["externalId"]) for m in emulator.meetings())
+    assert counts and max(counts.values()) == 1, "a duplicate meeting was created"
+    return counts
+
+
+def assert_output_agrees_with_tenant(output: Path, emulator, n: int) -> None:
+    rows = helpers.read_output(output)
+    assert len(rows) == n
+    by_ext = {m["externalId"]: m["id"] for m in emulator.meetings()}
+    for r in rows:
+        assert r["status"] in ("created", "existing"), r
+        assert r["meetingId"] == by_ext[r["externalId"]]
+
+
+def test_thirty_percent_faults_every_row_gets_exactly_one_meeting(tmp_path, tenant, emulator,
+                                                                 secret_env, run_cli):
+    emulator.configure(fault_rate=0.3, stall_s=1.5)
+    schedule, config, _ = setup_run(tmp_path, tenant, emulator, n=60, fmt="csv",
+                                    extra_graph="", extra_run="max_attempts = 12")
+    text = config.read_text().replace("read_timeout = 5", "read_timeout = 1")
+    config.write_text(text)
+    result = run_cli("run", schedule, "--config", config)
+    assert result.code == 0, result.out + result.err
+    stats = emulator.stats()
+    assert sum(stats["faults"].values()) > 5  # faults really happened
+    assert len(one_meeting_per_external_id(emulator)) == 60
+    out = helpers.read_output(tmp_path / "schedule.results.csv")
+    attempts = [int(r["attempts"]) for r in out]
+    assert min(attempts) >= 1 and max(attempts) > 1
+    assert_output_agrees_with_tenant(tmp_path / "schedule.results.csv", emulator, 60)
+
+
+def test_rate_limit_below_offered_load_finishes_clean_with_few_429s(tmp_path, tenant, emulator,
+                                                                    secret_env, run_cli):
+    emulator.configure(rate_limit=40)
+    schedule, config, _ = setup_run(tmp_path, tenant, emulator, n=160, fmt="csv")
+    result = run_cli("run", schedule, "--config", config, "--concurrency", "16",
+                     "--summary-json", tmp_path / "s.json")
+    assert result.code == 0, result.err
+    stats = emulator.stats()
+    graph_requests = sum(sum(v.values()) for k, v in stats["by_path"].items() if "/_emulator" not in k
+                         and ("createOrGet" in k or "/users/" in k))
+    assert stats["throttled"] < 0.10 * graph_requests, stats
+
+
+@pytest.mark.parametrize("kill_after", [(0.8, 1.6, 2.4)])
+def test_kill_9_at_several_points_then_rerun_until_done(tmp_path, tenant, emulator, secret_env,
+                                                        kill_after):
+    emulator.configure(latency_ms=(1, 4))
+    n = 2500
+    schedule, config, _ = setup_run(tmp_path, tenant, emulator, n=n, fmt="csv")
+    output = tmp_path / "schedule.results.csv"
+    for delay in kill_after:
+        proc = spawn(schedule, config)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        if output.exists():  # never torn: the previous complete file or nothing
+            assert len(helpers.read_output(output)) == n
+    for _ in range(5):
+        proc = spawn(schedule, config)
+        out, err = proc.communicate(timeout=120)
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == 1, err
+    assert proc.returncode == 0, err
+    assert len(one_meeting_per_external_id(emulator)) == n
+    assert_output_agrees_with_tenant(output, emulator, n)
+
+
+def test_sigterm_finishes_in_flight_rows_writes_everything_and_a_rerun_completes(
+        tmp_path, tenant, emulator, secret_env):
+    emulator.configure(latency_ms=(20, 40))
+    n = 400
+    schedule, config, _ = setup_run(tmp_path, tenant, emulator, n=n, fmt="csv")
+    proc = spawn(schedule, config, "--concurrency", "4")
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 4, err
+    rows = helpers.read_output(tmp_path / "schedule.results.csv")
+    statuses = collections.Counter(r["status"] for r in rows)
+    assert statuses["created"] > 0 and statuses["pending"] > 0
+    assert set(statuses) <= {"created", "pending"}
+    sent_before = create_calls(emulator)
+    assert len(emulator.meetings()) == statuses["created"]  # in-flight rows were finished, recorded
+    proc = spawn(schedule, config)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert create_calls(emulator) - sent_before == statuses["pending"]  # only what was left
+    assert_output_agrees_with_tenant(tmp_path / "schedule.results.csv", emulator, n)
+
+
+def test_overlapping_runs_the_second_exits_at_once(tmp_path, tenant, emulator, secret_env):
+    emulator.configure(latency_ms=(100, 100))
+    schedule, config, _ = setup_run(tmp_path, tenant, emulator, n=40, fmt="csv")
+    first = spawn(schedule, config, "--concurrency", "2")
+    time.sleep(1.0)
+    second = spawn(schedule, config)
+    out, err = second.communicate(timeout=20)
+    assert second.returncode == 5
+    assert "Another bulkmeet run" in err and "Traceback" not in err
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+
+
+def test_changed_row_is_resent_and_flagged(tmp_path, tenant, emulator, secret_env, run_cli):
+    rows = helpers.schedule_rows(tenant, 5)
+    schedule = helpers.write_csv(tmp_path / "s.csv", rows)
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path)
+    assert run_cli("run", schedule, "--config", config).code == 0
+    before = create_calls(emulator)
+    rows[2][5], rows[2][6] = "13:00", "13:50"  # the time changed; keys (CRN, Date) did not
+    helpers.write_csv(schedule, rows)
+    result = run_cli("run", schedule, "--config", config)
+    assert result.code == 0
+    assert create_calls(emulator) - before == 1
+    out = helpers.read_output(tmp_path / "s.results.csv")
+    assert out[2]["status"] == "existing" and "differs from the sheet" in out[2]["warning"]
+    assert not any(r["warning"] for i, r in enumerate(out) if i != 2)
+
+
+def test_retry_failed_sends_only_failed_rows_and_full_sends_all(tmp_path, tenant, emulator,
+                                                               secret_env, run_cli):
+    rows = helpers.schedule_rows(tenant, 8)
+    schedule = helpers.write_csv(tmp_path / "s.csv", rows[:4])
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path, extra_run="max_attempts = 1")
+    assert run_cli("run", schedule, "--config", config).code == 0
+    # Graph unreachable (nothing listens on port 9 of loopback), identity still fine.
+    unreachable = tmp_path / "down.toml"
+    unreachable.write_text(config.read_text().replace(
+        f'base_url = "{emulator.base_url}"', 'base_url = "https://127.0.0.1:9"'))
+    helpers.write_csv(schedule, rows[:6])
+    down = run_cli("run", schedule, "--config", unreachable)
+    assert down.code == 1 and "2 failed" in down.out  # rows 6 and 7 failed
+    helpers.write_csv(schedule, rows)
+    before = create_calls(emulator)
+    result = run_cli("run", schedule, "--config", config, "--retry-failed")
+    assert result.code == 1  # the two new rows were not sent: pending
+    assert create_calls(emulator) - before == 2
+    statuses = [r["status"] for r in helpers.read_output(tmp_path / "s.results.csv")]
+    assert statuses == ["existing"] * 4 + ["created"] * 2 + ["pending"] * 2
+    before = create_calls(emulator)
+    assert run_cli("run", schedule, "--config", config, "--full").code == 0
+    assert create_calls(emulator) - before == 8
+    assert len(one_meeting_per_external_id(emulator)) == 8
