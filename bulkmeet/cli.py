@@ -7,6 +7,7 @@ Exit statuses (also in the README and `bulkmeet --help`):
   3  authentication failed before any row was sent
   4  stopped by Ctrl-C/SIGTERM; the journal and output sheet were written, run again to finish
   5  another bulkmeet run is working on the same schedule
+  6  the journal or the output sheet could not be written (disk full, permissions)
   70 internal error (a bug: please report it with the log)
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ Exit status:
   3  authentication failed before any row was sent
   4  stopped by Ctrl-C/SIGTERM (journal and output written; run again to finish)
   5  another bulkmeet run is working on the same schedule
+  6  the journal or output sheet could not be written
 """
 
 

@@ -18,6 +18,7 @@ class ExitStatus(IntEnum):
     AUTH_FAILED = 3  # could not authenticate before any row was sent
     INTERRUPTED = 4  # stopped by SIGINT/SIGTERM; journal and output were written, rerun to finish
     LOCKED = 5  # another bulkmeet run holds this schedule's journal
+    WRITE_FAILED = 6  # the journal or output could not be written (disk full, permissions)
     INTERNAL_ERROR = 70  # a bug: report it
 
 

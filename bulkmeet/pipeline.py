@@ -225,8 +225,15 @@ def run_import(
                 progress = _Progress(len(to_send), options.progress)
                 lock = threading.Lock()
 
+                write_errors: list[journals.JournalWriteError] = []
+
                 def on_result(result: MeetingResult) -> None:
-                    journal.record(result)
+                    try:
+                        journal.record(result)
+                    except journals.JournalWriteError as exc:  # disk full: stop, say so
+                        write_errors.append(exc)
+                        stop.set()
+                        return
                     req = rows_by_key[(result.organizer, result.external_id)]
                     outcome = outcome_from_result(req.row, result)
                     if (result.status == EXISTING and not outcome.warning
@@ -248,13 +255,15 @@ def run_import(
                     runner.stats.blocked_organizers[upn] = message
                 stats = runner.run(to_send)
                 progress.close()
+                if write_errors:
+                    raise write_errors[0]
                 requests_sent += stats.requests
                 throttled = stats.throttled
                 interrupted = stop.is_set()
                 for upn, message in sorted(runner.stats.blocked_organizers.items()):
                     n = sum(1 for o in outcomes.values() if o.status == FAILED and
                             rows_by_key.get((upn, o.external_id or "")) is not None)
-                    notes.append(f"Organizer {upn}: {n} row(s) failed. {message}")
+                    notes.append(f"{message} ({n} row(s) of this organizer failed.)")
             finally:
                 close = getattr(gateway, "close", None)
                 if close:
