@@ -1,24 +1,38 @@
 """The mapping config (TOML): how to reach Graph, how to authenticate, and how sheet columns map
 to a createOrGet request.
 
-Loaded once into frozen dataclasses; every later step reads those, never the raw TOML. Errors are
-``ConfigError`` naming the file and the key.
+Loaded once into frozen dataclasses; every later step reads those, never the raw TOML. Every
+contradiction that would make *every* row fail is caught here, before the schedule is read, as a
+``ConfigError`` naming the file, the section and the key. Values of unknown keys are never echoed:
+someone may have pasted a secret into the file.
+
+The key-by-key reference is ``samples/CONFIG.md``.
 """
 from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bulkmeet.errors import ConfigError
+from bulkmeet.errors import BulkmeetError, ConfigError
 
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 ROLES = ("attendee", "presenter", "producer", "coorganizer")
+DATE_ORDERS = ("MDY", "DMY")
+
+GUID_RE = re.compile(r"^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$")
+# Pragmatic, not RFC 5322: one @, no spaces or list separators, a dotted domain without empty labels.
+EMAIL_RE = re.compile(
+    r"^[^\s@<>()\[\],;:\"]+@(?!-)[^\s@<>()\[\],;:\"._]+(?:\.[^\s@<>()\[\],;:\"._]+)+$"
+)
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TENANT_RE = re.compile(r"^[A-Za-z0-9.-]+$")  # GUID, contoso.onmicrosoft.com, "organizations"
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,75 @@ class AttendeeColumn:
     role: str = "attendee"
 
 
+# --- subject templates ---------------------------------------------------------------------------
+# A template is text with {Column Name} fields; {{ and }} are literal braces. A field may carry a
+# strftime format for date/time values after the *last* colon, e.g. {Date:%a %b %d}. Column names
+# may hold spaces and any character but braces; a column whose name itself contains a colon is
+# written with a trailing colon and no format: {Room: Building:}.
+# We do not use str.format: "{Course Code}" and "{Section.1}" would not survive it.
+
+@dataclass(frozen=True)
+class TemplatePart:
+    literal: str
+    column: str | None = None
+    spec: str | None = None
+
+
+def parse_template(template: str) -> tuple[TemplatePart, ...]:
+    """Split a subject template into literal text and column fields; ValueError on bad braces."""
+    parts: list[TemplatePart] = []
+    buf: list[str] = []
+    i, n = 0, len(template)
+    while i < n:
+        ch = template[i]
+        if ch == "{":
+            if template.startswith("{{", i):
+                buf.append("{")
+                i += 2
+                continue
+            close = template.find("}", i + 1)
+            if close < 0:
+                raise ValueError(f"'{{' at character {i + 1} is never closed (write {{{{ for a literal brace)")
+            inner = template[i + 1:close]
+            if "{" in inner:
+                raise ValueError(f"'{{' at character {i + 1} is never closed (write {{{{ for a literal brace)")
+            name, spec = inner, None
+            if ":" in inner:
+                head, _, tail = inner.rpartition(":")
+                name, spec = head, (tail or None)
+            name = name.strip()
+            if not name:
+                raise ValueError(f"empty field '{{{inner}}}' at character {i + 1}: put a column name between the braces")
+            parts.append(TemplatePart("".join(buf), name, spec))
+            buf = []
+            i = close + 1
+        elif ch == "}":
+            if template.startswith("}}", i):
+                buf.append("}")
+                i += 2
+                continue
+            raise ValueError(f"'}}' at character {i + 1} has no matching '{{' (write }}}} for a literal brace)")
+        else:
+            buf.append(ch)
+            i += 1
+    if buf or not parts:
+        parts.append(TemplatePart("".join(buf)))
+    return tuple(parts)
+
+
+def template_columns(template: str) -> list[str]:
+    """Column names a subject template reads, in order, without repeats."""
+    try:
+        parts = parse_template(template)
+    except ValueError:
+        return []
+    seen: dict[str, None] = {}
+    for p in parts:
+        if p.column is not None:
+            seen.setdefault(p.column, None)
+    return list(seen)
+
+
 @dataclass(frozen=True)
 class Mapping:
     """How one sheet row becomes one createOrGet request."""
@@ -67,6 +150,7 @@ class Mapping:
     end_time: str | None = None
     default_duration_minutes: int | None = None  # end = start + this, when no end is given
     time_zone: str = "UTC"  # IANA zone of naive times in the sheet
+    date_order: str = "MDY"  # how to read 1/12/2026: "MDY" (US, January 12) or "DMY" (12 January)
     attendees: tuple[AttendeeColumn, ...] = ()
     thread_id: str | None = None  # chatInfo.threadId column (beta only)
     external_id: str | None = None  # column holding the externalId
@@ -74,21 +158,24 @@ class Mapping:
 
     def mapped_columns(self) -> list[tuple[str, str]]:
         """(config key, column name) for every column the mapping reads, subject fields included."""
-        from string import Formatter
-
         pairs: list[tuple[str, str]] = []
         for key in ("organizer", "start", "end", "date", "start_time", "end_time", "thread_id",
                     "external_id"):
             value = getattr(self, key)
             if value:
                 pairs.append((key, value))
-        for field_name in [f for _, f, _, _ in Formatter().parse(self.subject) if f]:
+        for field_name in template_columns(self.subject):
             pairs.append(("subject", field_name))
         for a in self.attendees:
             pairs.append(("attendees", a.column))
         for k in self.keys:
             pairs.append(("keys", k))
         return pairs
+
+    @property
+    def has_times(self) -> bool:
+        """False when the mapping sends no times at all (Graph then starts the meeting now, 1 h)."""
+        return bool(self.start or self.start_time)
 
 
 @dataclass(frozen=True)
@@ -117,85 +204,213 @@ class Config:
 
 
 _SECTIONS = {"graph": GraphSettings, "auth": AuthSettings, "mapping": Mapping, "run": RunSettings}
+_TOP_LEVEL_KEYS = ("time_zone",)  # plain keys accepted above the first [section]
 
 
 def _where(path: Path | None) -> str:
     return str(path) if path else "config"
 
 
-def _build(cls: type, table: dict[str, Any], section: str, path: Path | None) -> Any:
-    known = {f for f in cls.__dataclass_fields__}  # type: ignore[attr-defined]
+def _looks_secret(key: str) -> bool:
+    k = key.lower()
+    return any(word in k for word in ("secret", "password", "passphrase", "token", "private_key")) \
+        and not k.endswith(("_env", "_file", "_path", "cache"))
+
+
+_TYPE_WORDS = {
+    str: "a text value in quotes",
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+}
+
+
+def _expected(annotation: str) -> tuple[tuple[type, ...], bool]:
+    """Python types a dataclass field accepts from TOML, and whether it may be left out (None)."""
+    optional = "None" in annotation
+    base = annotation.replace("| None", "").strip()
+    kinds = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+    return kinds.get(base, (object,)), optional
+
+
+def _show_toml(value: Any) -> str:
+    if isinstance(value, str):
+        return f"\"{value}\""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return str(value)
+
+
+def _check_type(value: Any, annotation: str, where: str, section: str, key: str) -> Any:
+    kinds, _optional = _expected(annotation)
+    if kinds == (object,):
+        return value
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if not ok:
+        want = _TYPE_WORDS[kinds[-1]] if len(kinds) == 1 else _TYPE_WORDS[float]
+        shown = _show_toml(value)
+        raise ConfigError(f"{where}: [{section}] {key} must be {want} (it is {shown}).")
+    if kinds == (int, float):
+        return float(value)
+    return value
+
+
+def _build(cls: type, table: Any, section: str, path: Path | None) -> Any:
+    where = _where(path)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [{section}] must be a table (a [{section}] header with keys under it).")
+    known = {f.name: f for f in fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
         if key not in known:
+            if _looks_secret(key):
+                raise ConfigError(
+                    f"{where}: [{section}] '{key}' looks like a secret, and secrets never go in the "
+                    "config file: remove it, and put the value in the environment variable named "
+                    "by client_secret_env (or a file named by client_secret_file).")
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"{_where(path)}: unknown key '{key}' in [{section}].{hint}")
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # pragma: no cover - defensive
-        raise ConfigError(f"{_where(path)}: [{section}] {exc}") from None
+            raise ConfigError(f"{where}: unknown key '{key}' in [{section}].{hint}")
+        kwargs[key] = _check_type(value, str(known[key].type), where, section, key)
+    return cls(**kwargs)
 
 
 def _attendees(raw: Any, path: Path | None) -> tuple[AttendeeColumn, ...]:
+    where = _where(path)
     if raw is None:
         return ()
-    items = [raw] if isinstance(raw, (str, dict)) else list(raw)
+    items = [raw] if isinstance(raw, (str, dict)) else raw if isinstance(raw, list) else None
+    if items is None:
+        items = [object()]  # falls through to the message below
     out = []
     for item in items:
-        if isinstance(item, str):
-            out.append(AttendeeColumn(item))
-        elif isinstance(item, dict) and "column" in item:
-            role = str(item.get("role", "attendee")).lower()
+        if isinstance(item, str) and item.strip():
+            out.append(AttendeeColumn(item.strip()))
+        elif isinstance(item, dict) and isinstance(item.get("column"), str) and item["column"].strip():
+            extra = set(item) - {"column", "role"}
+            if extra:
+                raise ConfigError(
+                    f"{where}: [mapping] attendees entry for '{item['column']}' has unknown "
+                    f"key(s) {', '.join(sorted(extra))}; only 'column' and 'role' are allowed.")
+            role = str(item.get("role", "attendee")).strip().lower()
             if role not in ROLES:
                 raise ConfigError(
-                    f"{_where(path)}: [mapping] attendees role '{role}' is not one of "
-                    f"{', '.join(ROLES)}."
+                    f"{where}: [mapping] attendees role '{role}' for column '{item['column']}' "
+                    f"is not one of {', '.join(ROLES)}."
                 )
-            out.append(AttendeeColumn(str(item["column"]), role))
+            out.append(AttendeeColumn(item["column"].strip(), role))
         else:
             raise ConfigError(
-                f"{_where(path)}: [mapping] attendees must be column names or "
-                "{column = \"...\", role = \"presenter\"} tables."
+                f"{where}: [mapping] attendees must be a list of column names or "
+                "{column = \"...\", role = \"presenter\"} tables, e.g. "
+                "attendees = [\"Students\", {column = \"TA\", role = \"presenter\"}]."
             )
     return tuple(out)
 
 
+def _keys(raw: Any, path: Path | None) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(k, str) and k.strip() for k in items):
+        raise ConfigError(
+            f"{_where(path)}: [mapping] keys must be a list of column names, e.g. "
+            "keys = [\"CRN\", \"Date\"].")
+    out: dict[str, None] = {}
+    for k in items:
+        out.setdefault(k.strip(), None)
+    return tuple(out)
+
+
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
+    where = _where(path)
     for key in data:
+        if key in _TOP_LEVEL_KEYS:
+            continue
         if key not in _SECTIONS:
-            close = difflib.get_close_matches(key, list(_SECTIONS), n=1)
-            hint = f" Did you mean [{close[0]}]?" if close else ""
-            raise ConfigError(f"{_where(path)}: unknown section [{key}].{hint}")
-    mapping_raw = dict(data.get("mapping", {}))
+            if _looks_secret(key):
+                raise ConfigError(
+                    f"{where}: '{key}' looks like a secret, and secrets never go in the config "
+                    "file: remove it, and use [auth] client_secret_env instead.")
+            close = difflib.get_close_matches(key, list(_SECTIONS) + list(_TOP_LEVEL_KEYS), n=1)
+            hint = ""
+            if close:
+                hint = f" Did you mean [{close[0]}]?" if close[0] in _SECTIONS else f" Did you mean '{close[0]}'?"
+            raise ConfigError(f"{where}: unknown section or key '{key}'.{hint}")
+    raw_mapping = data.get("mapping", {})
+    if not isinstance(raw_mapping, dict):
+        raise ConfigError(f"{where}: [mapping] must be a table (a [mapping] header with keys under it).")
+    mapping_raw = dict(raw_mapping)
+    if "time_zone" in data:
+        top = data["time_zone"]
+        if not isinstance(top, str):
+            raise ConfigError(f"{where}: time_zone must be a text value in quotes, e.g. "
+                              f"time_zone = \"America/Chicago\" (it is {_show_toml(top)}).")
+        if "time_zone" in mapping_raw and mapping_raw["time_zone"] != top:
+            raise ConfigError(
+                f"{where}: time_zone is set twice, to \"{top}\" at the top and to "
+                f"\"{mapping_raw['time_zone']}\" in [mapping]; keep one.")
+        mapping_raw["time_zone"] = top
     attendees = _attendees(mapping_raw.pop("attendees", None), path)
-    keys = mapping_raw.pop("keys", ())
-    if isinstance(keys, str):
-        keys = (keys,)
+    keys = _keys(mapping_raw.pop("keys", None), path)
     mapping = _build(Mapping, mapping_raw, "mapping", path)
-    mapping = replace(mapping, attendees=attendees, keys=tuple(str(k) for k in keys))
+    mapping = _tidy_mapping(replace(mapping, attendees=attendees, keys=keys))
     cfg = Config(
         path=path,
-        graph=_build(GraphSettings, dict(data.get("graph", {})), "graph", path),
-        auth=_build(AuthSettings, dict(data.get("auth", {})), "auth", path),
+        graph=_build(GraphSettings, data.get("graph", {}), "graph", path),
+        auth=_build(AuthSettings, data.get("auth", {}), "auth", path),
         mapping=mapping,
-        run=_build(RunSettings, dict(data.get("run", {})), "run", path),
+        run=_build(RunSettings, data.get("run", {}), "run", path),
     )
     validate_config(cfg)
     return cfg
+
+
+def _tidy_mapping(m: Mapping) -> Mapping:
+    """Column names are compared after stripping; an empty string means 'not mapped'."""
+    changes: dict[str, Any] = {}
+    for key in ("organizer", "organizer_fixed", "start", "end", "date", "start_time", "end_time",
+                "thread_id", "external_id"):
+        value = getattr(m, key)
+        if isinstance(value, str):
+            changes[key] = value.strip() or None
+    changes["time_zone"] = m.time_zone.strip()
+    changes["date_order"] = m.date_order.strip().upper()
+    return replace(m, **changes)
 
 
 def validate_config(cfg: Config) -> None:
     """Contradictions that make every row fail are config errors, raised before reading rows."""
     where = _where(cfg.path)
     m = cfg.mapping
-    if "client_secret" in cfg.auth.__dict__:  # pragma: no cover - not a field, guarded in _build
-        raise ConfigError(f"{where}: secrets never go in the config file.")
     if cfg.graph.api_version not in ("v1.0", "beta"):
-        raise ConfigError(f"{where}: [graph] api_version must be \"v1.0\" or \"beta\".")
+        raise ConfigError(f"{where}: [graph] api_version must be \"v1.0\" or \"beta\" "
+                          f"(it is \"{cfg.graph.api_version}\").")
     if cfg.auth.mode not in ("app", "delegated"):
-        raise ConfigError(f"{where}: [auth] mode must be \"app\" or \"delegated\".")
+        raise ConfigError(f"{where}: [auth] mode must be \"app\" or \"delegated\" "
+                          f"(it is \"{cfg.auth.mode}\").")
+    _check_urls(cfg, where)
+    if cfg.graph.connect_timeout <= 0 or cfg.graph.read_timeout <= 0:
+        raise ConfigError(f"{where}: [graph] connect_timeout and read_timeout must be more than 0 seconds.")
+    if cfg.auth.tenant_id and not _TENANT_RE.match(cfg.auth.tenant_id):
+        raise ConfigError(
+            f"{where}: [auth] tenant_id \"{cfg.auth.tenant_id}\" is not a tenant id: use the "
+            "Directory (tenant) ID GUID from the app registration's Overview page, or the "
+            "tenant's domain (contoso.onmicrosoft.com).")
+    if cfg.auth.client_id and not GUID_RE.match(cfg.auth.client_id):
+        raise ConfigError(
+            f"{where}: [auth] client_id \"{cfg.auth.client_id}\" is not a GUID: use the "
+            "Application (client) ID from the app registration's Overview page.")
+    for key in ("client_secret_env", "certificate_password_env"):
+        value = getattr(cfg.auth, key)
+        if value is not None and not _ENV_NAME_RE.match(value):
+            raise ConfigError(
+                f"{where}: [auth] {key} must be the NAME of an environment variable (letters, "
+                "digits and _), not the secret itself.")
     if m.thread_id and cfg.graph.api_version != "beta":
         raise ConfigError(
             f"{where}: [mapping] thread_id (chatInfo) works only with the beta API: "
@@ -208,8 +423,16 @@ def validate_config(cfg: Config) -> None:
         )
     if m.organizer and m.organizer_fixed:
         raise ConfigError(f"{where}: [mapping] set 'organizer' or 'organizer_fixed', not both.")
+    if m.organizer_fixed and not (GUID_RE.match(m.organizer_fixed) or EMAIL_RE.match(m.organizer_fixed)):
+        raise ConfigError(
+            f"{where}: [mapping] organizer_fixed \"{m.organizer_fixed}\" is neither an e-mail "
+            "address (UPN) nor an Entra object ID (a GUID).")
     if not m.subject.strip():
         raise ConfigError(f"{where}: [mapping] 'subject' is required, e.g. \"{{Course}}: {{Title}}\".")
+    try:
+        parse_template(m.subject)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: [mapping] subject \"{m.subject}\": {exc}.") from None
     if m.external_id and m.keys:
         raise ConfigError(f"{where}: [mapping] set 'external_id' or 'keys', not both.")
     if not (m.external_id or m.keys):
@@ -222,15 +445,60 @@ def validate_config(cfg: Config) -> None:
             f"{where}: [mapping] use either 'start'/'end' date-time columns or 'date' with "
             "'start_time'/'end_time', not both."
         )
+    if m.end and not m.start:
+        raise ConfigError(f"{where}: [mapping] 'end' needs 'start' too (Graph refuses an end "
+                          "without a start).")
+    if (m.date or m.end_time) and not m.start_time:
+        raise ConfigError(f"{where}: [mapping] 'date' and 'end_time' need 'start_time' too "
+                          "(the column with the time the class starts).")
+    if m.start_time and not m.date:
+        raise ConfigError(f"{where}: [mapping] 'start_time' needs 'date' (the column with the "
+                          "day of the class); or map 'start' to a column holding date and time.")
+    if m.default_duration_minutes is not None:
+        if not 1 <= m.default_duration_minutes <= 24 * 60:
+            raise ConfigError(f"{where}: [mapping] default_duration_minutes must be between 1 "
+                              "and 1440.")
+        if not m.has_times:
+            raise ConfigError(f"{where}: [mapping] default_duration_minutes needs a start "
+                              "column ('start', or 'date' with 'start_time').")
+    if m.date_order not in DATE_ORDERS:
+        raise ConfigError(
+            f"{where}: [mapping] date_order must be \"MDY\" (1/12/2027 is January 12) or "
+            f"\"DMY\" (1/12/2027 is 1 December); it is \"{m.date_order}\".")
     try:
         ZoneInfo(m.time_zone)
     except (ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(m.time_zone, _zone_names(), n=1)
+        hint = f" Did you mean \"{close[0]}\"?" if close else ""
         raise ConfigError(
-            f"{where}: [mapping] time_zone '{m.time_zone}' is not an IANA time zone "
-            "(e.g. \"America/Chicago\")."
+            f"{where}: time_zone \"{m.time_zone}\" is not an IANA time zone "
+            f"(e.g. \"America/Chicago\").{hint}"
         ) from None
     if cfg.run.concurrency < 1:
         raise ConfigError(f"{where}: [run] concurrency must be at least 1.")
+    if cfg.run.max_attempts < 1:
+        raise ConfigError(f"{where}: [run] max_attempts must be at least 1.")
+
+
+def _zone_names() -> list[str]:
+    try:
+        from zoneinfo import available_timezones
+
+        return sorted(available_timezones())
+    except Exception:  # pragma: no cover - no tz database at all
+        return []
+
+
+def _check_urls(cfg: Config, where: str) -> None:
+    from bulkmeet.http import check_url  # imports requests: keep it off the import path
+
+    try:
+        check_url(cfg.graph.base_url, f"{where}: [graph] base_url")
+        check_url(cfg.auth.authority_host, f"{where}: [auth] authority_host")
+    except BulkmeetError:
+        raise
+    except ValueError as exc:  # pragma: no cover - urlsplit on a malformed port
+        raise ConfigError(f"{where}: a URL in [graph]/[auth] is malformed ({exc}).") from None
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -239,10 +507,14 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raw = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found (create one with `bulkmeet init SCHEDULE`).") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a folder, not a config file.") from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the config file ({exc.strerror}).") from None
     try:
         data = tomllib.loads(raw.decode("utf-8-sig"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text; save it as UTF-8.") from None
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}.") from None
     return parse_config(data, p)

@@ -378,9 +378,6 @@ def test_output_fed_back_as_input(tmp_path: Path) -> None:
                                                   "Teacher": "t@x.example"}
 
 
-@pytest.mark.xfail(strict=True, reason="sheets.read_sheet does not yet undo the ' that the "
-                   "output adds before formula-like text; until it does, such values change "
-                   "when an output sheet is fed back (remove this mark when it does)")
 def test_neutralised_text_comes_back_unchanged(tmp_path: Path) -> None:
     from bulkmeet.sheets import read_sheet
 

@@ -1,0 +1,542 @@
+"""Turn sheet rows into createOrGet requests, checking every row before anything is sent.
+
+Each row becomes exactly one of: a ``MeetingRequest`` (valid, first row with its externalId), an
+``InvalidRow`` (what is wrong, naming the column and the value as typed), or a ``DuplicateRow``
+(same externalId as an earlier valid row). One bad row never stops the others.
+
+Rules decided here (documented for users in samples/CONFIG.md):
+
+* Times: no start column mapped -> no times are sent (Graph starts the meeting "now", for an
+  hour). A mapped start column that is empty in a row -> invalid. No end -> start +
+  ``default_duration_minutes`` if set, else no end is sent (Graph makes it start + 1 h). End not
+  after start -> invalid; with date + start_time/end_time a class cannot run past midnight (map
+  full date-time ``start``/``end`` columns for that). An ``end`` column holding only a time means
+  the start's day. A start more than 10 years away from today is refused (a typo in the year,
+  or a time cell mapped as a date).
+* Subject: the template's fields are filled in, runs of spaces collapsed; a subject with no
+  letter or digit left is invalid, and so is one over 255 characters (Outlook's subject limit;
+  truncating silently would merge distinct sessions in people's calendars).
+* Attendees: a cell lists addresses separated by ``;`` or ``,``. An entry may carry its role in
+  brackets after the address, ``jo@school.edu (presenter)``, overriding the column's role, and may
+  be in Outlook's ``Jo Smith <jo@school.edu>`` form. Addresses are lower-cased and de-duplicated;
+  someone listed twice keeps the stronger role (coorganizer > producer > presenter > attendee).
+* externalId from ``keys``: a UUIDv5 under ``EXTERNAL_ID_NAMESPACE`` over the normalised key values
+  and the normalised organizer (see ``derive_external_id``). Key columns that are also the mapped
+  date/time columns use the *parsed* value, so "2/1/2027" typed in a CSV and a date cell in Excel
+  give the same id. From an ``external_id`` column: the value as typed (stripped), at most 255
+  characters, no control characters.
+* Duplicates: a later valid row whose externalId equals an earlier valid row's. Invalid rows do
+  not claim their id, so fixing a row never turns a later one into a duplicate.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
+from typing import Any, Sequence
+from zoneinfo import ZoneInfo
+
+from bulkmeet import times
+from bulkmeet.config import EMAIL_RE, GUID_RE, ROLES, Config, parse_template
+from bulkmeet.errors import InputError
+from bulkmeet.sheets import paused_gc
+from bulkmeet.models import (ME, REQUEST_COLUMN, RESULT_COLUMNS, Attendee, DuplicateRow, InvalidRow,
+                             MeetingRequest, Sheet, SheetRow)
+
+# Fixed forever: changing it would give every existing meeting a new externalId, and the next run
+# would create the whole term again. It is uuid5(NAMESPACE_URL, "https://bulkmeet.invalid/externalId").
+EXTERNAL_ID_NAMESPACE = uuid.UUID("858c66b1-10a4-5209-872d-1acce24f9aaf")
+
+MAX_SUBJECT = 255
+MAX_EXTERNAL_ID = 255
+SANITY_YEARS = 10
+_ROLE_RANK = {role: rank for rank, role in enumerate(("attendee", "presenter", "producer", "coorganizer"))}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPLIT = re.compile(r"[;,]")
+_ROLE_SUFFIX = re.compile(r"^(?P<addr>.*?)\s*\(\s*(?P<role>[^()]*?)\s*\)$")
+_ANGLE = re.compile(r"^(?P<name>[^<>]*)<(?P<addr>[^<>]*)>$")
+_HAS_WORD = re.compile(r"\w")
+
+
+@dataclass(frozen=True)
+class Plan:
+    requests: tuple[MeetingRequest, ...]  # valid, first occurrence of each externalId, sheet order
+    invalid: tuple[InvalidRow, ...]
+    duplicates: tuple[DuplicateRow, ...]
+
+    def by_row(self) -> dict[int, MeetingRequest | InvalidRow | DuplicateRow]:
+        """Every planned row by its Excel row number, in sheet order."""
+        out: dict[int, MeetingRequest | InvalidRow | DuplicateRow] = {}
+        for item in (*self.requests, *self.invalid, *self.duplicates):
+            out[item.row] = item
+        return dict(sorted(out.items()))
+
+    @property
+    def total(self) -> int:
+        return len(self.requests) + len(self.invalid) + len(self.duplicates)
+
+
+# --- columns -------------------------------------------------------------------------------------
+
+def _fold(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def resolve_columns(sheet: Sheet, config: Config) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Map each column the config names to the sheet's column.
+
+    An exact match wins; otherwise a unique match ignoring case and spacing ("start time" finds
+    "Start  Time"), so a re-export that changes capitalisation does not stop a cron job. Returns
+    (resolved, missing) where missing holds (config key, column) pairs.
+    """
+    exact = set(sheet.columns)
+    folded: dict[str, list[str]] = {}
+    for c in sheet.columns:
+        folded.setdefault(_fold(c), []).append(c)
+    resolved: dict[str, str] = {}
+    missing: list[tuple[str, str]] = []
+    for key, col in config.mapping.mapped_columns():
+        if col in resolved:
+            continue
+        if col in exact:
+            resolved[col] = col
+            continue
+        candidates = folded.get(_fold(col), [])
+        if len(candidates) == 1:
+            resolved[col] = candidates[0]
+        elif (key, col) not in missing:
+            missing.append((key, col))
+    return resolved, missing
+
+
+def check_columns(sheet: Sheet, config: Config) -> None:
+    """Raise ``InputError`` (exit 2, nothing sent) when a column the config maps is not in the sheet."""
+    _, missing = resolve_columns(sheet, config)
+    if not missing:
+        return
+    cfg_name = config.path.name if config.path else "the config"
+    available = ", ".join(sheet.columns)
+    sentences = []
+    for key, col in missing:
+        if col in RESULT_COLUMNS or col == REQUEST_COLUMN:
+            sentences.append(
+                f"{cfg_name} maps {key} to column '{col}', but that is one of the columns bulkmeet "
+                "writes into its output sheet, and it ignores them when reading; rename the column "
+                "in the sheet and in the config.")
+            continue
+        twins = [c for c in sheet.columns if _fold(c) == _fold(col)]
+        if len(twins) > 1:
+            sentences.append(
+                f"{cfg_name} maps {key} to column '{col}', which is not in the sheet exactly as "
+                f"written and matches {' and '.join(repr(t) for t in twins)} when case and spacing "
+                "are ignored; write the exact name in the config.")
+            continue
+        close = difflib.get_close_matches(_fold(col), [_fold(c) for c in sheet.columns], n=1, cutoff=0.6)
+        hint = ""
+        if close:
+            original = next(c for c in sheet.columns if _fold(c) == close[0])
+            hint = f" Did you mean '{original}'?"
+        sentences.append(f"{cfg_name} maps {key} to column '{col}', which the sheet does not have.{hint}")
+    where = f"{sheet.path}" + (f" (sheet '{sheet.sheet_name}')" if sheet.sheet_name else "")
+    raise InputError(f"{where}: {' '.join(sentences)} Columns in the sheet: {available}.")
+
+
+# --- externalId ----------------------------------------------------------------------------------
+
+def normalise_key_value(value: object) -> str:
+    """How one key value enters the externalId: immune to spacing and case, dates as ISO."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return " ".join(value.split()).casefold()
+    if isinstance(value, (datetime, date, time)):
+        return times.format_local(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return " ".join(str(value).split()).casefold()
+
+
+def derive_external_id(key_values: Sequence[object], organizer: str) -> str:
+    """A UUIDv5 that is the same on every run for the same class session and organizer.
+
+    The name hashed is the normalised key values joined by U+001F, then U+001E and the
+    normalised organizer (stripped, case-folded), under ``EXTERNAL_ID_NAMESPACE``. The organizer
+    is part of it because Graph keys meetings by (organizer, externalId): two teachers with the
+    same CRN and date get two meetings, and each id is unique across the sheet.
+    """
+    name = "\x1f".join(normalise_key_value(v) for v in key_values)
+    name += "\x1e" + " ".join(str(organizer).split()).casefold()
+    return str(uuid.uuid5(EXTERNAL_ID_NAMESPACE, name))
+
+
+# --- cell helpers --------------------------------------------------------------------------------
+
+class _CellError(Exception):
+    """A problem with one cell; ``str()`` is the message without the column name."""
+
+
+@lru_cache(maxsize=4096)
+def normalise_organizer(value: str) -> str:
+    """A lower-case object id (braces dropped) or a lower-case UPN; ValueError otherwise."""
+    text = value.strip()
+    m = GUID_RE.match(text)
+    if m:
+        return m.group(1).lower()
+    if EMAIL_RE.match(text):
+        return text.lower()
+    raise ValueError(text)
+
+
+@lru_cache(maxsize=8192)
+def parse_attendees(cell: str, column_role: str = "attendee") -> tuple[tuple[str, str], ...]:
+    """(upn, role) pairs from one attendee cell; ``_CellError`` on the first bad entry."""
+    out: list[tuple[str, str]] = []
+    for entry in _SPLIT.split(cell):
+        entry = " ".join(entry.split())
+        if not entry:
+            continue
+        role = column_role
+        addr = entry
+        m = _ROLE_SUFFIX.match(addr)
+        if m:
+            role = m["role"].lower()
+            addr = m["addr"]
+            if role not in ROLES:
+                raise _CellError(
+                    f"\"{entry}\": the role in brackets must be one of {', '.join(ROLES)}")
+        m = _ANGLE.match(addr)
+        if m:
+            addr = m["addr"].strip()
+        if not EMAIL_RE.match(addr):
+            raise _CellError(
+                f"\"{entry}\" is not an e-mail address (separate addresses with ; or ,)")
+        out.append((addr.lower(), role))
+    return tuple(out)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else times.show(value)
+
+
+# --- the planner ---------------------------------------------------------------------------------
+
+class _Planner:
+    """Everything that depends only on the config is worked out once, not per row."""
+
+    def __init__(self, config: Config, resolved: dict[str, str], now: datetime) -> None:
+        m = config.mapping
+        col = lambda name: resolved.get(name, name) if name else None  # noqa: E731
+        self.delegated = config.delegated
+        self.org_col = col(m.organizer)
+        self.org_fixed = normalise_organizer(m.organizer_fixed) if m.organizer_fixed else None
+        self.subject_parts = [(p.literal, col(p.column), p.spec) for p in parse_template(m.subject)]
+        self.subject_template = m.subject
+        self.start_col, self.end_col = col(m.start), col(m.end)
+        self.date_col, self.start_time_col, self.end_time_col = col(m.date), col(m.start_time), col(m.end_time)
+        self.duration = timedelta(minutes=m.default_duration_minutes) if m.default_duration_minutes else None
+        self.tz = ZoneInfo(m.time_zone)
+        self.date_order = m.date_order
+        self.attendee_cols = [(col(a.column), a.role) for a in m.attendees]
+        self.thread_col = col(m.thread_id)
+        self.ext_col = col(m.external_id)
+        self.key_cols = [col(k) for k in m.keys]
+        self.keys_shown = ", ".join(m.keys)
+        self.earliest = now - timedelta(days=365 * SANITY_YEARS)
+        self.latest = now + timedelta(days=365 * SANITY_YEARS)
+
+    # Each helper appends (column, message) to ``errors`` and returns None on failure.
+
+    def organizer(self, values: dict[str, Any], errors: list) -> str | None:
+        if self.org_col is None:
+            return self.org_fixed or ME
+        raw = values.get(self.org_col)
+        if raw is None:
+            errors.append((self.org_col, "missing; every row needs the organizer's e-mail address "
+                                         "(UPN) or Entra object ID"))
+            return None
+        if isinstance(raw, str):
+            try:
+                return normalise_organizer(raw)
+            except ValueError:
+                pass
+        errors.append((self.org_col, f"{times.show(raw)} is neither an e-mail address (UPN) nor an "
+                                     "Entra object ID"))
+        return None
+
+    def subject(self, values: dict[str, Any], errors: list) -> str | None:
+        pieces: list[str] = []
+        used: list[str] = []
+        for literal, column, spec in self.subject_parts:
+            pieces.append(literal)
+            if column is None:
+                continue
+            used.append(column)
+            value = values.get(column)
+            if value is None:
+                continue
+            try:
+                pieces.append(self._field(value, spec))
+            except _CellError as exc:
+                errors.append((column, str(exc)))
+                return None
+        text = " ".join("".join(pieces).split())
+        if not _HAS_WORD.search(text):
+            cols = " and ".join(dict.fromkeys(used)) or "the template"
+            errors.append((None, f"the subject \"{self.subject_template}\" is empty for this row "
+                                 f"({cols} empty); fill in the cells, or change subject in the config"))
+            return None
+        if len(text) > MAX_SUBJECT:
+            errors.append((None, f"the subject is {len(text)} characters long, more than the "
+                                 f"{MAX_SUBJECT} Teams and Outlook allow: \"{text[:60]}...\"; shorten "
+                                 "the cells or the subject template"))
+            return None
+        return text
+
+    def _field(self, value: Any, spec: str | None) -> str:
+        if spec is None:
+            if isinstance(value, str):
+                return value
+            if isinstance(value, (datetime, date, time)):
+                return times.format_local(value).replace("T", " ")
+            return str(value)
+        parsed: Any = value
+        if isinstance(value, str):
+            parsed = None
+            for parse in (lambda v: times.parse_datetime(v, self.date_order),
+                          lambda v: times.parse_date(v, self.date_order), times.parse_time):
+                try:
+                    parsed = parse(value)
+                    break
+                except times.TimeValueError:
+                    continue
+        if not isinstance(parsed, (datetime, date, time)):
+            raise _CellError(f"{times.show(value)} is not a date or time, so the subject field "
+                             f"with format '{spec}' cannot format it")
+        return parsed.strftime(spec)
+
+    def when(self, values: dict[str, Any], errors: list, parsed: dict[str, Any]
+             ) -> tuple[datetime | None, datetime | None]:
+        """(start, end) in UTC, or (None, None) when the mapping sends no times."""
+        if self.start_col:
+            return self._when_datetime(values, errors, parsed)
+        if self.start_time_col:
+            return self._when_date_and_times(values, errors, parsed)
+        return None, None
+
+    def _need(self, values: dict[str, Any], column: str, what: str, errors: list) -> Any:
+        raw = values.get(column)
+        if raw is None:
+            errors.append((column, f"missing; {what} is needed"))
+        return raw
+
+    def _when_datetime(self, values, errors, parsed):
+        raw = self._need(values, self.start_col, "the meeting's start date and time", errors)
+        if raw is None:
+            return None, None
+        try:
+            start = times.parse_datetime(raw, self.date_order)
+        except times.TimeValueError as exc:
+            errors.append((self.start_col, str(exc)))
+            return None, None
+        parsed[self.start_col] = start
+        end = None
+        end_raw = values.get(self.end_col) if self.end_col else None
+        if end_raw is not None:
+            try:
+                value = times.parse_time_or_datetime(end_raw, self.date_order)
+            except times.TimeValueError as exc:
+                errors.append((self.end_col, str(exc)))
+                return None, None
+            end = datetime.combine(start.date(), value, tzinfo=start.tzinfo) if isinstance(value, time) else value
+            parsed[self.end_col] = end
+        return self._finish(start, end, self.start_col, self.end_col, end_raw, errors, False)
+
+    def _when_date_and_times(self, values, errors, parsed):
+        day_raw = self._need(values, self.date_col, "the day of the class", errors)
+        start_raw = self._need(values, self.start_time_col, "the time the class starts", errors)
+        day = start_t = None
+        if day_raw is not None:
+            try:
+                day = parsed[self.date_col] = times.parse_date(day_raw, self.date_order)
+            except times.TimeValueError as exc:
+                errors.append((self.date_col, str(exc)))
+        if start_raw is not None:
+            try:
+                start_t = parsed[self.start_time_col] = times.parse_time(start_raw)
+            except times.TimeValueError as exc:
+                errors.append((self.start_time_col, str(exc)))
+        end_t = None
+        end_raw = values.get(self.end_time_col) if self.end_time_col else None
+        if end_raw is not None:
+            try:
+                end_t = parsed[self.end_time_col] = times.parse_time(end_raw)
+            except times.TimeValueError as exc:
+                errors.append((self.end_time_col, str(exc)))
+                return None, None
+        if day is None or start_t is None:
+            return None, None
+        start = datetime.combine(day, start_t)
+        end = datetime.combine(day, end_t) if end_t is not None else None
+        return self._finish(start, end, self.start_time_col, self.end_time_col, end_raw, errors, True)
+
+    def _finish(self, start: datetime, end: datetime | None, start_col: str, end_col: str | None,
+                end_raw: Any, errors: list, same_day: bool) -> tuple[datetime | None, datetime | None]:
+        try:
+            start_utc = times.to_utc(start, self.tz)
+        except times.TimeValueError as exc:
+            errors.append((start_col, str(exc)))
+            return None, None
+        if not self.earliest <= start_utc <= self.latest:
+            errors.append((self.date_col or start_col,
+                           f"{times.show(start)} is more than {SANITY_YEARS} years from today; "
+                           "check the year (or whether a time cell is mapped as a date)"))
+            return None, None
+        if end is None:
+            return start_utc, (start_utc + self.duration if self.duration else None)
+        try:
+            end_utc = times.to_utc(end, self.tz)
+        except times.TimeValueError as exc:
+            errors.append((end_col, str(exc)))
+            return None, None
+        if end_utc <= start_utc:
+            shown_end = times.show(end.time() if same_day else end)
+            shown_start = times.show(start.time() if same_day else start)
+            relation = "the same as" if end_utc == start_utc else "before"
+            extra = (" (a class cannot run past midnight here; map full date-time 'start' and "
+                     "'end' columns for that)" if same_day and end_utc < start_utc else "")
+            errors.append((end_col, f"{shown_end} is {relation} {start_col} {shown_start}; the "
+                                    f"end must be after the start{extra}"))
+            return None, None
+        return start_utc, end_utc
+
+    def attendees(self, values: dict[str, Any], errors: list) -> tuple[Attendee, ...]:
+        merged: dict[str, str] = {}
+        for column, role in self.attendee_cols:
+            raw = values.get(column)
+            if raw is None:
+                continue
+            if not isinstance(raw, str):
+                errors.append((column, f"{times.show(raw)} is not a list of e-mail addresses"))
+                continue
+            try:
+                pairs = parse_attendees(raw, role)
+            except _CellError as exc:
+                errors.append((column, str(exc)))
+                continue
+            for upn, r in pairs:
+                old = merged.get(upn)
+                if old is None or _ROLE_RANK[r] > _ROLE_RANK[old]:
+                    merged[upn] = r
+        return tuple(Attendee(upn, role) for upn, role in merged.items())
+
+    def thread_id(self, values: dict[str, Any], errors: list) -> str | None:
+        if not self.thread_col:
+            return None
+        raw = values.get(self.thread_col)
+        if raw is None:
+            return None
+        text = _text(raw)
+        if not text.startswith("19:") or any(ch.isspace() for ch in text) or _CONTROL.search(text):
+            errors.append((self.thread_col, f"{times.show(raw)} is not a Teams chat thread id "
+                                            "(they look like 19:...@thread.v2)"))
+            return None
+        return text
+
+    def external_id(self, values: dict[str, Any], errors: list, organizer: str | None,
+                    parsed: dict[str, Any]) -> str | None:
+        if self.ext_col:
+            raw = values.get(self.ext_col)
+            text = _text(raw).strip() if raw is not None else ""
+            if not text:
+                errors.append((self.ext_col, "missing; every row needs its externalId"))
+                return None
+            if len(text) > MAX_EXTERNAL_ID:
+                errors.append((self.ext_col, f"{len(text)} characters long; an externalId may have "
+                                             f"at most {MAX_EXTERNAL_ID}"))
+                return None
+            if _CONTROL.search(text):
+                errors.append((self.ext_col, f"{times.show(raw)} contains a control character "
+                                             "(a line break or tab?); remove it"))
+                return None
+            return text
+        failed = {c for c, _ in errors}
+        key_values: list[Any] = []
+        ok = True
+        for column in self.key_cols:
+            if column in parsed:
+                key_values.append(parsed[column])
+                continue
+            raw = values.get(column)
+            if raw is None:
+                if column not in failed:
+                    errors.append((column, f"missing; it is one of the keys ({self.keys_shown}) that "
+                                           "tell the meetings apart"))
+                ok = False
+                continue
+            if column in failed:
+                ok = False
+            key_values.append(raw)
+        if not ok or organizer is None:
+            return None
+        return derive_external_id(key_values, organizer)
+
+    def plan(self, row: SheetRow) -> MeetingRequest | InvalidRow:
+        values = row.values
+        errors: list[tuple[str | None, str]] = []
+        parsed: dict[str, Any] = {}
+        organizer = self.organizer(values, errors)
+        subject = self.subject(values, errors)
+        start, end = self.when(values, errors, parsed)
+        attendees = self.attendees(values, errors)
+        thread_id = self.thread_id(values, errors)
+        external_id = self.external_id(values, errors, organizer, parsed)
+        if errors:
+            column, first = errors[0]
+            rest = [f"{c}: {msg}" if c else msg for c, msg in errors[1:]]
+            message = "; ".join([first, *rest])
+            return InvalidRow(row.number, column, message, external_id)
+        assert organizer is not None and subject is not None and external_id is not None
+        return MeetingRequest(row=row.number, external_id=external_id, organizer=organizer,
+                              subject=subject, start=start, end=end, attendees=attendees,
+                              thread_id=thread_id)
+
+
+def plan_rows(sheet: Sheet, config: Config, *, now: datetime | None = None) -> Plan:
+    """Plan every row (check_columns first: a missing column raises ``InputError``).
+
+    ``now`` is the reference for the sanity check on dates (a start more than 10 years away
+    is refused); tests pass a fixed value.
+    """
+    check_columns(sheet, config)
+    resolved, _ = resolve_columns(sheet, config)
+    now = now or datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    with paused_gc():
+        return _plan(sheet, _Planner(config, resolved, now))
+
+
+def _plan(sheet: Sheet, planner: _Planner) -> Plan:
+    requests: list[MeetingRequest] = []
+    invalid: list[InvalidRow] = []
+    duplicates: list[DuplicateRow] = []
+    first_row: dict[str, int] = {}
+    for row in sheet.rows:
+        result = planner.plan(row)
+        if isinstance(result, InvalidRow):
+            invalid.append(result)
+            continue
+        first = first_row.get(result.external_id)
+        if first is not None:
+            duplicates.append(DuplicateRow(row.number, result.external_id, first))
+            continue
+        first_row[result.external_id] = row.number
+        requests.append(result)
+    return Plan(tuple(requests), tuple(invalid), tuple(duplicates))

@@ -1,0 +1,365 @@
+"""`bulkmeet init SCHEDULE`: a commented starter config whose mapping is guessed from the sheet.
+
+The guesses look at the header names (ignoring case, spaces and punctuation) and, to tell an
+"Instructor" column of names from one of e-mail addresses, or a "Start" column of times from one
+of full date-times, at the first values below them. Every guessed line says which column it came
+from; anything that could not be guessed is marked TODO. The file loads with ``load_config`` as
+written, so ``bulkmeet validate`` can point at what is still wrong.
+"""
+from __future__ import annotations
+
+import os
+import re
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from bulkmeet import times
+from bulkmeet.atomic import atomic_write_bytes
+from bulkmeet.config import EMAIL_RE, GUID_RE
+from bulkmeet.errors import ConfigError
+from bulkmeet.models import Sheet
+from bulkmeet.sheets import read_sheet
+
+SAMPLE_ROWS = 50
+
+_ORGANIZER = [r"(instructor|teacher|faculty|professor|lecturer|organi[sz]er|host|owner)"
+              r"( (e ?mail|upn|address|e ?mail address|id|object id|login))?",
+              r".*\b(instructor|teacher|faculty|professor|lecturer|organi[sz]er)\b.*"]
+_ATTENDEES = [r"(students?|attendees?|participants?|invitees?|learners?|members?|guests?)"
+              r"( (e ?mails?|upns?|list|addresses))?",
+              r".*\b(students?|attendees?|participants?|invitees?|learners?)\b.*"]
+_PRESENTERS = [r"(tas?|teaching assistants?|presenters?|co ?teachers?|assistants?|co ?presenters?"
+               r"|co ?instructors?)( (e ?mails?|upns?))?",
+               r".*\b(ta|tas|presenters?|assistants?)\b.*"]
+_DATE = [r"((class|meeting|session|course|lecture|event) )?date", r".*\bdate\b.*", r"day"]
+_START = [r"(start|starts|begin|begins|from)( (time|date ?time|at))?",
+          r"(time )?(start|begin)", r".*\b(start|begin)s?\b.*", r"time"]
+_END = [r"(end|ends|finish|finishes|until|to)( (time|date ?time|at))?", r"(time )?(end|finish)",
+        r".*\b(end|finish)(es|s)?\b.*"]
+_SUBJECT = [r"(subject|meeting (title|name|subject)|event( (name|title))?|session (title|name))"]
+_COURSE = [r"(course|course code|course id|subject code|class|catalog|catalog number|course number"
+           r"|course no|module|module code)"]
+_SECTION = [r"(section|sec|section number|section no|section code|group)"]
+_TITLE = [r"(title|course title|course name|class title|class name|name|topic|description"
+          r"|module name|session title)"]
+_ID = [r"(crn|class nbr|class number|class no|section id|course reference number|class id"
+       r"|course section id|session id|meeting id|event id|id|reference)"]
+_THREAD = [r"(thread|thread id|chat thread|chat thread id|teams chat|chat id)"]
+
+
+def _norm(name: str) -> str:
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", name.casefold()).split())
+
+
+class _Columns:
+    """The sheet's columns with a sample of values each, and which are already taken."""
+
+    def __init__(self, sheet: Sheet) -> None:
+        self.names = list(sheet.columns)
+        self.used: set[str] = set()
+        self.sample: dict[str, list[Any]] = {c: [] for c in self.names}
+        for row in sheet.rows[:SAMPLE_ROWS]:
+            for c in self.names:
+                v = row.values.get(c)
+                if v is not None:
+                    self.sample[c].append(v)
+
+    def find(self, patterns: Sequence[str], accept: Callable[[list[Any]], bool] | None = None,
+             take: bool = True) -> str | None:
+        for pattern in patterns:
+            rx = re.compile(rf"^(?:{pattern})$")
+            for c in self.names:
+                if c in self.used or not rx.match(_norm(c)):
+                    continue
+                if accept is not None and self.sample[c] and not accept(self.sample[c]):
+                    continue
+                if take:
+                    self.used.add(c)
+                return c
+        return None
+
+
+def _mostly(values: list[Any], test: Callable[[Any], bool]) -> bool:
+    return sum(1 for v in values if test(v)) * 2 >= len(values)
+
+
+def _is_address(v: Any) -> bool:
+    return isinstance(v, str) and bool(EMAIL_RE.match(v.strip()) or GUID_RE.match(v.strip()))
+
+
+def _is_address_list(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    entries = [e.strip() for e in re.split(r"[;,]", v) if e.strip()]
+    return bool(entries) and all("@" in e for e in entries)
+
+
+def _ok(fn: Callable[[Any], Any]) -> Callable[[Any], bool]:
+    def test(v: Any) -> bool:
+        try:
+            fn(v)
+        except times.TimeValueError:
+            return False
+        return True
+    return test
+
+
+def _is_date(v: Any) -> bool:
+    if isinstance(v, datetime):
+        return v.time() == time(0)
+    return isinstance(v, date) or (isinstance(v, str) and any(
+        _ok(lambda t: times.parse_date(t, order))(v) for order in ("MDY", "DMY")))
+
+
+def _is_time(v: Any) -> bool:
+    if isinstance(v, (time, timedelta)):
+        return True
+    if isinstance(v, datetime):
+        return v.date() <= date(1900, 1, 1)
+    return isinstance(v, str) and _ok(times.parse_time)(v)
+
+
+def _is_datetime(v: Any) -> bool:
+    if isinstance(v, datetime):
+        return v.time() != time(0) and v.date() > date(1900, 1, 1)
+    return isinstance(v, str) and any(
+        _ok(lambda t: times.parse_datetime(t, order))(v) for order in ("MDY", "DMY"))
+
+
+def _guess_date_order(values: list[Any]) -> str | None:
+    """"DMY" or "MDY" when some text date settles it (13/1/2027 is day-first), else None."""
+    votes = set()
+    for v in values:
+        if isinstance(v, str):
+            m = re.match(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})\b", v)
+            if m:
+                a, b = int(m[1]), int(m[2])
+                if a > 12 >= b:
+                    votes.add("DMY")
+                elif b > 12 >= a:
+                    votes.add("MDY")
+    return votes.pop() if len(votes) == 1 else None
+
+
+def local_zone_name() -> str | None:
+    """This computer's IANA zone name, if it can be told: TZ, /etc/timezone, /etc/localtime."""
+    from zoneinfo import ZoneInfo
+
+    candidates = []
+    tz = os.environ.get("TZ", "").lstrip(":")
+    if tz:
+        candidates.append(tz)
+    try:
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    except OSError:
+        pass
+    try:
+        target = os.path.realpath("/etc/localtime")
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    except OSError:  # pragma: no cover
+        pass
+    for name in candidates:
+        if not name or name.startswith("/"):
+            continue
+        try:
+            ZoneInfo(name)
+        except Exception:
+            continue
+        return name
+    return None
+
+
+def _q(text: str) -> str:
+    """A TOML basic string."""
+    out = ['"']
+    for ch in text:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ord(ch) < 0x20 or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _field(column: str) -> str:
+    """A subject-template field for a column (a colon in the name needs a trailing colon)."""
+    return "{" + column + (":" if ":" in column else "") + "}"
+
+
+def _toml_list(items: Sequence[str]) -> str:
+    return "[" + ", ".join(_q(i) for i in items) + "]"
+
+
+def starter_config(sheet: Sheet) -> str:
+    """TOML text with comments, the mapping guessed from the sheet's headers and first values."""
+    cols = _Columns(sheet)
+    lines: list[str] = []
+    add = lines.append
+
+    organizer = cols.find(_ORGANIZER, lambda vs: _mostly(vs, _is_address))
+    if organizer is None:  # any column of addresses that is not students/TAs
+        organizer = next((c for c in cols.names if c not in cols.used and cols.sample[c]
+                          and _mostly(cols.sample[c], _is_address)
+                          and not re.search(r"student|attendee|participant|\bta\b|assistant", _norm(c))),
+                         None)
+        if organizer:
+            cols.used.add(organizer)
+    full_start = cols.find(_START, lambda vs: _mostly(vs, _is_datetime))
+    full_end = cols.find(_END, lambda vs: _mostly(vs, _is_datetime)) if full_start else None
+    day = start_time = end_time = None
+    if not full_start:
+        day = cols.find(_DATE, lambda vs: _mostly(vs, _is_date))
+        start_time = cols.find(_START, lambda vs: _mostly(vs, _is_time))
+        end_time = cols.find(_END, lambda vs: _mostly(vs, _is_time)) if start_time else None
+    attendees = [(c, "attendee") for c in [cols.find(_ATTENDEES, lambda vs: _mostly(vs, _is_address_list))] if c]
+    presenter = cols.find(_PRESENTERS, lambda vs: _mostly(vs, _is_address_list))
+    if presenter:
+        attendees.append((presenter, "presenter"))
+    thread = cols.find(_THREAD)
+
+    subject_col = cols.find(_SUBJECT, take=False)
+    course = cols.find(_COURSE, take=False)
+    section = cols.find(_SECTION, take=False)
+    title = cols.find(_TITLE, take=False)
+    ident = cols.find(_ID, take=False)
+    usable = [c for c in cols.names if "{" not in c and "}" not in c]
+    if subject_col and subject_col in usable:
+        subject = _field(subject_col)
+    else:
+        head = " ".join(_field(c) for c in (course, section) if c and c in usable)
+        subject = f"{head}: {_field(title)}" if head and title in usable else head or (
+            _field(title) if title in usable else "")
+        if not subject:
+            first_text = next((c for c in usable if c not in cols.used), usable[0] if usable else None)
+            subject = _field(first_text) if first_text else "Class meeting"
+    when_key = day or full_start
+    if ident:
+        keys = [ident] + ([when_key] if when_key else [])
+    else:
+        keys = [c for c in (course, section, when_key) if c] or [sheet.columns[0]]
+
+    date_order = None
+    if day or full_start:
+        date_order = _guess_date_order(cols.sample[day or full_start])
+    zone = local_zone_name()
+
+    add(f"# bulkmeet config for {sheet.path.name}, written by `bulkmeet init`.")
+    add("# The column mapping below is a guess from the sheet's headers: check every line marked TODO,")
+    add(f"# then run:  bulkmeet validate {sheet.path.name} --config THIS_FILE")
+    add("# Columns in the sheet: " + ", ".join(sheet.columns))
+    add("")
+    if zone:
+        add("# TODO: the IANA time zone of the dates and times in the sheet (this is this computer's).")
+    else:
+        add("# TODO: the IANA time zone of the dates and times in the sheet, e.g. \"America/Chicago\".")
+    add(f"time_zone = {_q(zone or 'UTC')}")
+    add("")
+    add("[graph]")
+    add("# \"v1.0\", or \"beta\" (needed only for thread_id / chatInfo).")
+    add("api_version = \"v1.0\"")
+    add("# base_url = \"https://graph.microsoft.com\"")
+    add("# ca_bundle = \"/path/to/ca-bundle.pem\"   # only behind a TLS-inspecting proxy")
+    add("")
+    add("[auth]")
+    add("# \"app\": meetings for each row's organizer (needs OnlineMeetings.ReadWrite.All, User.Read.All")
+    add("# and an application access policy); \"delegated\": meetings as yourself after `bulkmeet login`.")
+    add(f"mode = {_q('app' if organizer else 'delegated')}")
+    add("# TODO: Directory (tenant) ID from the app registration's Overview page in the Azure portal.")
+    add("tenant_id = \"\"")
+    add("# TODO: Application (client) ID from the same page.")
+    add("client_id = \"\"")
+    add("# NAME of the environment variable holding the client secret (never the secret itself).")
+    add("client_secret_env = \"BULKMEET_CLIENT_SECRET\"")
+    add("# certificate_path = \"/etc/bulkmeet/app.pem\"   # instead of a secret")
+    add("")
+    add("[mapping]")
+    if organizer:
+        add(f"# Organizer of each meeting: e-mail/UPN or Entra object ID (guessed: column '{organizer}').")
+        add(f"organizer = {_q(organizer)}")
+    else:
+        add("# TODO: no organizer column found, so this file uses mode = \"delegated\" (meetings as")
+        add("# yourself). For app mode name the column with each organizer's e-mail or object ID:")
+        add("# organizer = \"Instructor Email\"")
+    add("# Subject template: column names in braces, e.g. \"{Course} {Section}: {Title}\".")
+    add(f"subject = {_q(subject)}")
+    if full_start:
+        add("# When (guessed): full date-time columns.")
+        add(f"start = {_q(full_start)}")
+        if full_end:
+            add(f"end = {_q(full_end)}")
+        else:
+            add("# end = \"End\"   # TODO if the sheet has one; else the meeting lasts default_duration_minutes")
+    elif day and start_time:
+        add("# When (guessed): a date column and start/end time columns.")
+        add(f"date = {_q(day)}")
+        add(f"start_time = {_q(start_time)}")
+        if end_time:
+            add(f"end_time = {_q(end_time)}")
+        else:
+            add("# end_time = \"End Time\"   # TODO if the sheet has one")
+    else:
+        add("# TODO: no date/time columns found, so meetings start when they are created and last an")
+        add("# hour. Map them with date + start_time + end_time, or start + end:")
+        add("# date = \"Date\"")
+        add("# start_time = \"Start Time\"")
+        add("# end_time = \"End Time\"")
+    if day or full_start:
+        if date_order:
+            add(f"# Dates like 1/12/2027 in this sheet are {'day' if date_order == 'DMY' else 'month'}-first.")
+        else:
+            add("# How to read 1/12/2027: \"MDY\" = January 12 (US), \"DMY\" = 1 December.")
+        add(f"date_order = {_q(date_order or 'MDY')}")
+    add("# default_duration_minutes = 60   # length of a meeting whose end cell is empty")
+    if attendees:
+        add("# Attendee columns: addresses separated by ; or , (guessed).")
+        items = [(_q(c) if role == "attendee" else f"{{ column = {_q(c)}, role = {_q(role)} }}")
+                 for c, role in attendees]
+        add(f"attendees = [{', '.join(items)}]")
+    else:
+        add("# attendees = [\"Students\", { column = \"TA\", role = \"presenter\" }]")
+    if thread:
+        add("# Teams chat to attach (needs api_version = \"beta\" in [graph]):")
+        add(f"# thread_id = {_q(thread)}")
+    add("# The externalId that makes re-runs safe comes from these columns plus the organizer.")
+    add("# TODO: name what identifies one class session (section id and day); leave out what may")
+    add("# change (time, room, title, students), or every change makes a new meeting.")
+    add(f"keys = {_toml_list(keys)}")
+    add("")
+    add("[run]")
+    add("concurrency = 4")
+    add("# journal = \"/var/lib/bulkmeet/term.journal.sqlite\"   # default: beside the schedule")
+    add("# log_file = \"/var/log/bulkmeet/bulkmeet.log\"")
+    return "\n".join(lines) + "\n"
+
+
+def write_starter_config(schedule: Path, out: Path | None = None, *, force: bool = False) -> Path:
+    """Write the starter config (default: bulkmeet.toml beside the schedule) and return its path.
+
+    An existing file is never overwritten without ``force``: it may hold hours of someone's edits.
+    """
+    schedule = Path(schedule)
+    out = Path(out) if out is not None else schedule.parent / "bulkmeet.toml"
+    if out.exists() and not force:
+        raise ConfigError(f"{out}: already exists; bulkmeet init does not overwrite a config. "
+                          "Use --force to replace it, or --output to write somewhere else.")
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a folder; give a file name with --output.")
+    text = starter_config(read_sheet(schedule))
+    data = text.encode("utf-8")
+    try:
+        if force:
+            atomic_write_bytes(out, data)
+        else:
+            with open(out, "xb") as fh:  # "x": never clobber a file created meanwhile
+                fh.write(data)
+    except FileExistsError:
+        raise ConfigError(f"{out}: already exists; use --force to replace it.") from None
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the config ({exc.strerror}).") from None
+    return out

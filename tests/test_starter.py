@@ -1,0 +1,138 @@
+"""`bulkmeet init`: the starter config is guessed from real sheets and loads as written."""
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime, time
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook
+
+from bulkmeet.config import AttendeeColumn, load_config
+from bulkmeet.errors import ConfigError, InputError
+from bulkmeet.plan import check_columns, plan_rows
+from bulkmeet.sheets import read_sheet
+from bulkmeet.starter import starter_config, write_starter_config
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+TENANT = "ab124da5-db7b-5a4a-908b-9f2538c5d372"
+CLIENT = "210ebc0a-c674-5b7a-866f-c2cc1251ec0a"
+
+
+def fill_ids(path: Path) -> Path:
+    text = path.read_text(encoding="utf-8")
+    text = text.replace('tenant_id = ""', f'tenant_id = "{TENANT}"').replace('client_id = ""', f'client_id = "{CLIENT}"')
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def csv_file(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_guesses_the_sample_schedule_like_the_hand_written_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("TZ", "America/Chicago")
+    schedule = tmp_path / "schedule.xlsx"
+    schedule.write_bytes((SAMPLES / "schedule.xlsx").read_bytes())
+    out = write_starter_config(schedule)
+    assert out == tmp_path / "bulkmeet.toml"
+    text = out.read_text(encoding="utf-8")
+    assert "TODO" in text and "Columns in the sheet: CRN, Course, Section" in text
+    guessed = load_config(out)  # loads as written, ids still empty
+    assert guessed.auth.tenant_id == ""
+    cfg = load_config(fill_ids(out))
+    hand = load_config(SAMPLES / "bulkmeet.toml")
+    assert cfg.mapping == hand.mapping
+    assert cfg.auth.tenant_id == TENANT and cfg.auth.client_id == CLIENT
+    sheet = read_sheet(schedule)
+    check_columns(sheet, cfg)
+    assert plan_rows(sheet, cfg) == plan_rows(sheet, hand)
+
+
+def test_refuses_to_overwrite_without_force(tmp_path):
+    schedule = tmp_path / "s.csv"
+    csv_file(schedule, "CRN,Title,Teacher Email,Date,Start,End\n1,Intro,a@x.edu,3/1/2027,9:00,10:00\n")
+    target = tmp_path / "bulkmeet.toml"
+    target.write_text("# my careful edits\n")
+    with pytest.raises(ConfigError) as err:
+        write_starter_config(schedule)
+    assert str(err.value).startswith(f"{target}: already exists;") and "--force" in str(err.value)
+    assert target.read_text() == "# my careful edits\n"
+    assert write_starter_config(schedule, force=True) == target
+    assert 'organizer = "Teacher Email"' in target.read_text()
+    other = write_starter_config(schedule, tmp_path / "sub.toml")
+    assert other.exists()
+    with pytest.raises(InputError):
+        write_starter_config(tmp_path / "missing.xlsx", tmp_path / "x.toml")
+    assert not (tmp_path / "x.toml").exists()
+
+
+def test_other_header_spellings(tmp_path):
+    schedule = csv_file(tmp_path / "s.csv",
+                        "Section ID,Class,Course Title,Teacher UPN,Class Date,Begins,Ends,Attendees,Co-Teacher,Thread\n"
+                        "A-1,BIO 1,Cells,t@x.edu,13/03/2027,09:00,10:00,s1@x.edu;s2@x.edu,c@x.edu,19:a@thread.v2\n")
+    text = starter_config(read_sheet(schedule))
+    data = tomllib.loads(text)
+    m = data["mapping"]
+    assert m["organizer"] == "Teacher UPN"
+    assert m["subject"] == "{Class}: {Course Title}"
+    assert (m["date"], m["start_time"], m["end_time"]) == ("Class Date", "Begins", "Ends")
+    assert m["date_order"] == "DMY"  # 13/03 can only be day-first
+    assert m["attendees"] == ["Attendees", {"column": "Co-Teacher", "role": "presenter"}]
+    assert m["keys"] == ["Section ID", "Class Date"]
+    assert '# thread_id = "Thread"' in text
+    cfg = load_config(fill_ids(write_starter_config(schedule)))
+    assert plan_rows(read_sheet(schedule), cfg).requests[0].start.isoformat().startswith("2027-03-13")
+
+
+def test_full_datetime_columns_in_excel(tmp_path):
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["Meeting Title", "Organizer", "Start", "End", "Id"])
+    ws.append(["Staff meeting", "boss@x.edu", datetime(2027, 3, 1, 9, 0), datetime(2027, 3, 1, 10, 0), "m1"])
+    wb.save(tmp_path / "s.xlsx")
+    m = tomllib.loads(starter_config(read_sheet(tmp_path / "s.xlsx")))["mapping"]
+    assert (m["subject"], m["organizer"], m["start"], m["end"], m["keys"]) == (
+        "{Meeting Title}", "Organizer", "Start", "End", ["Id", "Start"])
+    assert "date" not in m
+
+
+def test_without_an_organizer_column_it_falls_back_to_delegated_and_still_loads(tmp_path):
+    schedule = csv_file(tmp_path / "s.csv", "Instructor,Course,Date,Start Time\nAda Lovelace,CS 1,2027-03-01,9am\n")
+    out = write_starter_config(schedule)
+    cfg = load_config(out)
+    assert cfg.delegated and cfg.mapping.organizer is None
+    assert cfg.mapping.subject == "{Course}" and cfg.mapping.keys == ("Course", "Date")
+    assert "# TODO: no organizer column found" in out.read_text()
+
+
+def test_odd_column_names_are_quoted_for_toml(tmp_path):
+    wb = Workbook()
+    ws = wb.active
+    ws.append(['Course "Code"', "Title\\Name", "Room: Building", "Instructor Email", "Students"])
+    ws.append(["CS 1", "Intro", "B1", "a@x.edu", "s@x.edu"])
+    wb.save(tmp_path / "s.xlsx")
+    out = write_starter_config(tmp_path / "s.xlsx")
+    cfg = load_config(out)
+    assert cfg.mapping.attendees == (AttendeeColumn("Students"),)
+    sheet = read_sheet(tmp_path / "s.xlsx")
+    check_columns(sheet, cfg)
+    assert plan_rows(sheet, cfg).requests[0].organizer == "a@x.edu"
+
+
+def test_no_times_mapped_when_none_are_found(tmp_path):
+    schedule = csv_file(tmp_path / "s.csv", "CRN,Title,Owner\n1,Office hours,a@x.edu\n")
+    cfg = load_config(write_starter_config(schedule))
+    assert not cfg.mapping.has_times and cfg.mapping.keys == ("CRN",)
+    assert plan_rows(read_sheet(schedule), cfg).requests[0].start is None
+
+
+def test_time_cells_are_recognised_as_start_times(tmp_path):
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["CRN", "Title", "Teacher", "Date", "From", "To"])
+    ws.append(["1", "Intro", "a@x.edu", datetime(2027, 3, 1), time(9, 0), time(10, 0)])
+    wb.save(tmp_path / "s.xlsx")
+    m = tomllib.loads(starter_config(read_sheet(tmp_path / "s.xlsx")))["mapping"]
+    assert (m["date"], m["start_time"], m["end_time"], m["date_order"]) == ("Date", "From", "To", "MDY")
