@@ -256,7 +256,7 @@ def is_access_policy_error(response: GraphResponse) -> bool:
 
 
 def describe_failure(response: GraphResponse, *, organizer: str, client_id: str | None = None,
-                     attempts: int = 1) -> str:
+                     attempts: int = 1, organizer_id: str | None = None) -> str:
     """One sentence for the ``error`` column: Graph's code and message, then what to do."""
     code = response.error_code or (str(response.status) if response.status else "")
     graph_says = f"{code}: {response.error_message}".strip(": ") if response.status else ""
@@ -277,7 +277,8 @@ def describe_failure(response: GraphResponse, *, organizer: str, client_id: str 
             f"403 {graph_says}. Organizer {organizer} has no application access policy for this "
             f"app. A Teams admin must run in PowerShell: New-CsApplicationAccessPolicy -Identity "
             f"bulkmeet-policy -AppIds \"{app}\"; then Grant-CsApplicationAccessPolicy -PolicyName "
-            f"bulkmeet-policy -Identity \"<organizer object id>\" (or -Global). Policies take up "
+            f"bulkmeet-policy -Identity \"{organizer_id or '<organizer object id>'}\" (or -Global). "
+            "Policies take up "
             "to 30 minutes to apply."
         )
     if status == 403:

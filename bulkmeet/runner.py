@@ -315,7 +315,7 @@ class Runner:
         oid = self._organizer_path_id(org)
         who = f"{org} ({oid})" if oid and oid != org else org
         return describe_failure(response, organizer=who, client_id=self.client_id,
-                                attempts=task.attempts)
+                                attempts=task.attempts, organizer_id=oid)
 
     def _finish(self, task: _Task, status: str, *, response: GraphResponse | None = None,
                 error: str | None = None, attempts_override: int | None = None) -> None:
