@@ -6,7 +6,7 @@ contradiction that would make *every* row fail is caught here, before the schedu
 ``ConfigError`` naming the file, the section and the key. Values of unknown keys are never echoed:
 someone may have pasted a secret into the file.
 
-The key-by-key reference is ``samples/CONFIG.md``.
+The key-by-key reference is the README section "The mapping config, key by key".
 """
 from __future__ import annotations
 
@@ -359,9 +359,15 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     keys = _keys(mapping_raw.pop("keys", None), path)
     mapping = _build(Mapping, mapping_raw, "mapping", path)
     mapping = _tidy_mapping(replace(mapping, attendees=attendees, keys=keys))
+    graph = _build(GraphSettings, data.get("graph", {}), "graph", path)
+    if graph.ca_bundle:  # like the other paths in the file: relative to the config's folder
+        ca = Path(os.path.expanduser(graph.ca_bundle))
+        if path is not None and not ca.is_absolute():
+            ca = path.parent / ca
+        graph = replace(graph, ca_bundle=str(ca))
     cfg = Config(
         path=path,
-        graph=_build(GraphSettings, data.get("graph", {}), "graph", path),
+        graph=graph,
         auth=_build(AuthSettings, data.get("auth", {}), "auth", path),
         mapping=mapping,
         run=_build(RunSettings, data.get("run", {}), "run", path),

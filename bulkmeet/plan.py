@@ -4,7 +4,7 @@ Each row becomes exactly one of: a ``MeetingRequest`` (valid, first row with its
 ``InvalidRow`` (what is wrong, naming the column and the value as typed), or a ``DuplicateRow``
 (same externalId as an earlier valid row). One bad row never stops the others.
 
-Rules decided here (documented for users in samples/CONFIG.md):
+Rules decided here (documented for users in the README):
 
 * Times: no start column mapped -> no times are sent (Graph starts the meeting "now", for an
   hour). A mapped start column that is empty in a row -> invalid. No end -> start +
