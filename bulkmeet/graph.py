@@ -259,7 +259,7 @@ def describe_failure(response: GraphResponse, *, organizer: str, client_id: str 
                      attempts: int = 1, organizer_id: str | None = None) -> str:
     """One sentence for the ``error`` column: Graph's code and message, then what to do."""
     code = response.error_code or (str(response.status) if response.status else "")
-    graph_says = f"{code}: {response.error_message}".strip(": ") if response.status else ""
+    graph_says = f"{code}: {response.error_message}".strip(": ").rstrip(".") if response.status else ""
     if response.status is None:
         what = "timed out" if response.failure == TIMEOUT else "connection failed"
         return (f"Could not get an answer from Graph ({what}) after {attempts} attempt(s); "

@@ -148,7 +148,7 @@ def validate_schedule(schedule: Path, config: Config, sheet_name: str | None = N
 
 
 class _Progress:
-    """tqdm on a terminal; under cron a log line every 10% (or 30 s), never a bar in the mail."""
+    """tqdm on a terminal; under cron a log line at most every 30 s, never a bar in the mail."""
 
     def __init__(self, total: int, enabled: bool | None) -> None:
         self.total = total
@@ -156,7 +156,6 @@ class _Progress:
         self.bar = None
         self._lock = threading.Lock()
         self._last_log = time.monotonic()
-        self._next_pct = 10
         use_bar = sys.stderr.isatty() if enabled is None else enabled
         if use_bar and total:
             from tqdm import tqdm
@@ -170,10 +169,9 @@ class _Progress:
             if self.bar is not None:
                 self.bar.update(1)
                 return
-            pct = 100 * self.done // max(self.total, 1)
-            if pct >= self._next_pct or time.monotonic() - self._last_log > 30:
-                log.info("%d of %d rows sent (%d%%)", self.done, self.total, pct)
-                self._next_pct = (pct // 10 + 1) * 10
+            if time.monotonic() - self._last_log >= 30:
+                log.info("%d of %d rows sent (%d%%)", self.done, self.total,
+                         100 * self.done // max(self.total, 1))
                 self._last_log = time.monotonic()
 
     def close(self) -> None:
@@ -212,6 +210,9 @@ def run_import(
     with journals.Journal.open(journal_path, lock=True) as journal:
         run_id = journal.start_run(schedule=str(options.schedule), argv=list(options.argv))
         to_send, changed = _select(the_plan.requests, journal, options.mode, outcomes)
+        if len(to_send) < len(the_plan.requests):
+            log.info("%d row(s) already done according to the journal %s; %d to send",
+                     len(the_plan.requests) - len(to_send), journal_path, len(to_send))
         stop = stop or threading.Event()
         requests_sent = throttled = 0
         notes: list[str] = []
@@ -253,8 +254,11 @@ def run_import(
                 )
                 for upn, message in problems.items():
                     runner.stats.blocked_organizers[upn] = message
+                began = time.monotonic()
                 stats = runner.run(to_send)
                 progress.close()
+                log.info("%d request(s) to Graph in %.1f s, %d throttled", stats.requests,
+                         time.monotonic() - began, stats.throttled)
                 if write_errors:
                     raise write_errors[0]
                 requests_sent += stats.requests
