@@ -1,0 +1,23 @@
+"""A Microsoft Graph + identity platform emulator for onlineMeetings, on loopback HTTPS.
+
+Graph is not reachable from CI or from this machine, so everything bulkmeet tests, demos and
+benchmarks runs against this emulator. It shares nothing with the client side of bulkmeet but
+the API contract (``shared/spec``), so it cannot hide the client's mistakes.
+"""
+from __future__ import annotations
+
+from bulkmeet.emulator.app import Emulator, EmulatorOptions
+from bulkmeet.emulator.directory import (
+    DEMO_DIRECTORY,
+    App,
+    Directory,
+    DirectoryError,
+    Tenant,
+    User,
+    load_directory,
+)
+
+__all__ = [
+    "DEMO_DIRECTORY", "App", "Directory", "DirectoryError", "Emulator", "EmulatorOptions",
+    "Tenant", "User", "load_directory",
+]

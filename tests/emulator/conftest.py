@@ -1,0 +1,211 @@
+"""Fixtures for the emulator's conformance tests.
+
+The tests talk to a running emulator over real HTTPS with plain ``requests`` calls (never
+bulkmeet's own Graph client), so they check the emulator against the spec, not against the
+client it is meant to test. One emulator serves a module where tests do not disturb each other;
+tests that change knobs (faults, rate limits, state) start their own.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from bulkmeet.emulator import Emulator, EmulatorOptions
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+
+
+def gid(name: str) -> str:
+    """Stable GUIDs, so that xdist workers collect identical test ids."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bulkmeet-emulator-tests/{name}"))
+
+
+TENANT = gid("tenant")
+OTHER_TENANT = gid("other-tenant")
+ADA = gid("ada")  # has the app's access policy
+ALAN = gid("alan")  # has the app's access policy
+GRACE = gid("grace")  # no access policy for APP
+FRANCES = gid("frances")  # unlicensed
+OTHER_USER = gid("other-user")  # in OTHER_TENANT
+UPN = {ADA: "ada@school.example", ALAN: "alan@school.example", GRACE: "grace@school.example",
+       FRANCES: "frances@school.example", OTHER_USER: "olga@other.example"}
+
+APP = gid("app")  # secret, roles, policy [ADA, ALAN, FRANCES]
+GLOBAL_APP = gid("global-app")  # secret, roles, global policy
+NO_POLICY_APP = gid("no-policy-app")  # secret, roles, no policy
+NO_ROLES_APP = gid("no-roles-app")  # secret, no roles, global policy
+EXPIRED_APP = gid("expired-app")  # secretExpired
+CERT_APP = gid("cert-app")  # certificate only
+PUBLIC_APP = gid("public-app")  # public client with OnlineMeetings.ReadWrite
+READER_APP = gid("reader-app")  # public client with User.Read only
+OTHER_APP = gid("other-app")  # in OTHER_TENANT
+SECRETS = {APP: "s3cret-app", GLOBAL_APP: "s3cret-global", NO_POLICY_APP: "s3cret-nopolicy",
+           NO_ROLES_APP: "s3cret-noroles", EXPIRED_APP: "s3cret-expired", OTHER_APP: "s3cret-other"}
+ROLES = ["OnlineMeetings.ReadWrite.All", "User.Read.All"]
+
+
+@pytest.fixture(autouse=True)
+def _no_ca_override(monkeypatch):
+    """requests lets these override Session.verify (and msal's verify); this machine sets them."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+
+
+@dataclass(frozen=True)
+class CertPair:
+    key_pem: str
+    cert_pem: str
+    sha1_hex: str
+
+
+def make_cert(cn: str) -> CertPair:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+            .sign(key, hashes.SHA256()))
+    return CertPair(
+        key_pem=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()).decode(),
+        cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+        sha1_hex=cert.fingerprint(hashes.SHA1()).hex(),
+    )
+
+
+@pytest.fixture(scope="session")
+def certs() -> dict[str, CertPair]:
+    return {"registered": make_cert("registered"), "stranger": make_cert("not registered")}
+
+
+def directory_data(certs: dict[str, CertPair]) -> dict[str, Any]:
+    def user(uid: str, **extra: Any) -> dict[str, Any]:
+        return {"id": uid, "userPrincipalName": UPN[uid], "displayName": UPN[uid].split("@")[0].title(),
+                **extra}
+
+    def app(cid: str, **extra: Any) -> dict[str, Any]:
+        out = {"clientId": cid, "displayName": f"app {cid[:8]}", "roles": ROLES}
+        if cid in SECRETS:
+            out["secret"] = SECRETS[cid]
+        out.update(extra)
+        return out
+
+    return {"tenants": [
+        {"id": TENANT, "displayName": "Test School",
+         "users": [user(ADA), user(ALAN), user(GRACE), user(FRANCES, licensed=False)],
+         "apps": [
+             app(APP, accessPolicy=[ADA, ALAN, FRANCES]),
+             app(GLOBAL_APP, accessPolicy="global"),
+             app(NO_POLICY_APP),
+             {"clientId": NO_ROLES_APP, "secret": SECRETS[NO_ROLES_APP], "accessPolicy": "global"},
+             app(EXPIRED_APP, secretExpired=True, accessPolicy="global"),
+             app(CERT_APP, certificatePem=[certs["registered"].cert_pem], accessPolicy="global"),
+             app(PUBLIC_APP, publicClient=True, roles=[],
+                 delegatedScopes=["OnlineMeetings.ReadWrite", "User.Read"]),
+             app(READER_APP, publicClient=True, roles=[], delegatedScopes=["User.Read"]),
+         ]},
+        {"id": OTHER_TENANT, "displayName": "Other School",
+         "users": [user(OTHER_USER)],
+         "apps": [app(OTHER_APP, accessPolicy="global")]},
+    ]}
+
+
+@pytest.fixture(scope="session")
+def directory_file(tmp_path_factory, certs) -> Path:
+    path = tmp_path_factory.mktemp("directory") / "directory.json"
+    path.write_text(json.dumps(directory_data(certs), indent=1))
+    return path
+
+
+class Api:
+    """Plain HTTPS calls against one emulator; every call names the CA explicitly."""
+
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+        self.base = emu.base_url
+        self.ca = str(emu.ca_path)
+        self.http = requests.Session()
+        self.http.trust_env = False
+        self._tokens: dict[tuple[str, str], str] = {}
+
+    def request(self, method: str, path: str, *, token: str | None = None,
+                headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
+        hdrs = dict(headers or {})
+        if token is not None:
+            hdrs["Authorization"] = f"Bearer {token}"
+        kwargs.setdefault("timeout", 10)
+        return self.http.request(method, self.base + path, headers=hdrs, verify=self.ca, **kwargs)
+
+    def token_response(self, client_id: str, tenant: str = TENANT, **form: str) -> requests.Response:
+        data = {"grant_type": "client_credentials", "client_id": client_id, "scope": GRAPH_SCOPE}
+        if client_id in SECRETS:
+            data["client_secret"] = SECRETS[client_id]
+        data.update(form)
+        data = {k: v for k, v in data.items() if v is not None}
+        return self.request("POST", f"/{tenant}/oauth2/v2.0/token", data=data)
+
+    def app_token(self, client_id: str = APP, tenant: str = TENANT) -> str:
+        key = (client_id, tenant)
+        if key not in self._tokens:
+            r = self.token_response(client_id, tenant)
+            assert r.status_code == 200, r.text
+            self._tokens[key] = r.json()["access_token"]
+        return self._tokens[key]
+
+    def create(self, organizer: str = ADA, body: dict[str, Any] | None = None, *,
+               token: str | None = None, version: str = "v1.0", **kwargs: Any) -> requests.Response:
+        path = f"/{version}/me" if organizer == "me" else f"/{version}/users/{organizer}"
+        body = {"externalId": str(uuid.uuid4()), "subject": "Test"} if body is None else body
+        return self.request("POST", f"{path}/onlineMeetings/createOrGet",
+                            token=token if token is not None else self.app_token(), json=body,
+                            **kwargs)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture(scope="module")
+def emu(directory_file: Path):
+    with Emulator(EmulatorOptions(directory=directory_file, stall_s=0.3,
+                                  device_code_interval_s=1)) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def api(emu: Emulator):
+    client = Api(emu)
+    yield client
+    client.close()
+
+
+def graph_error(r: requests.Response) -> dict[str, Any]:
+    """Check Graph's error shape and return the inner error object."""
+    body = r.json()
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert isinstance(err["code"], str) and isinstance(err["message"], str)
+    inner = err["innerError"]
+    assert inner["request-id"] == r.headers["request-id"]
+    assert inner["client-request-id"] == r.headers["client-request-id"]
+    assert inner["date"]
+    return err
+
+
+def identity_error(r: requests.Response) -> tuple[str, int]:
+    """Check the identity platform's error shape; returns (error, AADSTS code)."""
+    body = r.json()
+    code = body["error_codes"][0]
+    assert body["error_description"].startswith(f"AADSTS{code}: "), body
+    return body["error"], code

@@ -1,0 +1,121 @@
+"""GET / PATCH / DELETE of a meeting, following Graph's update rules."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.emulator.conftest import (
+    ADA,
+    ALAN,
+    GLOBAL_APP,
+    NO_POLICY_APP,
+    PUBLIC_APP,
+    TENANT,
+    UPN,
+    graph_error,
+)
+
+
+@pytest.fixture
+def meeting(api):
+    r = api.create(ADA, {"externalId": str(uuid.uuid4()), "subject": "Before",
+                         "startDateTime": "2030-05-01T10:00:00Z", "endDateTime": "2030-05-01T11:00:00Z",
+                         "participants": {"attendees": [{"upn": UPN[ALAN], "role": "attendee"}]}})
+    assert r.status_code == 201
+    return r.json()
+
+
+def path(meeting: dict, organizer: str = ADA, version: str = "v1.0") -> str:
+    return f"/{version}/users/{organizer}/onlineMeetings/{meeting['id']}"
+
+
+def test_get_meeting(api, meeting):
+    r = api.request("GET", path(meeting), token=api.app_token())
+    assert r.status_code == 200 and r.json()["id"] == meeting["id"]
+    assert api.request("GET", path(meeting, version="beta"), token=api.app_token()).status_code == 200
+
+
+def test_meeting_of_another_organizer_is_404(api, meeting):
+    r = api.request("GET", path(meeting, organizer=ALAN), token=api.app_token())
+    assert r.status_code == 404 and graph_error(r)["code"] == "NotFound"
+
+
+def test_meeting_calls_need_the_access_policy_too(api, meeting):
+    r = api.request("GET", path(meeting), token=api.app_token(NO_POLICY_APP))
+    assert r.status_code == 403
+
+
+def test_patch_subject_and_both_times(api, meeting):
+    r = api.request("PATCH", path(meeting), token=api.app_token(), json={
+        "subject": "After", "startDateTime": "2030-05-02T10:00:00Z", "endDateTime": "2030-05-02T12:00:00Z"})
+    assert r.status_code == 200, r.text
+    m = r.json()
+    assert m["subject"] == "After"
+    assert m["startDateTime"].startswith("2030-05-02T10:00:00") and m["endDateTime"].startswith("2030-05-02T12:00:00")
+    assert m["id"] == meeting["id"] and m["joinWebUrl"] == meeting["joinWebUrl"]
+    # The change is what createOrGet returns from now on.
+    again = api.create(ADA, {"externalId": meeting["externalId"], "subject": "ignored"})
+    assert again.status_code == 200 and again.json()["subject"] == "After"
+
+
+@pytest.mark.parametrize("body, why", [
+    ({"startDateTime": "2030-05-02T10:00:00Z"}, "start without end"),
+    ({"endDateTime": "2030-05-02T10:00:00Z"}, "end without start"),
+    ({"startDateTime": "2030-05-02T10:00:00Z", "endDateTime": "2030-05-02T09:00:00Z"}, "end before start"),
+    ({"participants": {"organizer": {"upn": UPN[ALAN],
+                                     "identity": {"user": {"id": ALAN}}}}}, "new organizer"),
+    ({"joinWebUrl": "https://example.com"}, "read-only property"),
+    ({"colour": "blue"}, "unknown property"),
+    ({"allowedPresenters": "anyone"}, "bad enum"),
+    ({"externalId": "another"}, "externalId change"),
+])
+def test_patch_rules(api, meeting, body, why):
+    r = api.request("PATCH", path(meeting), token=api.app_token(), json=body)
+    assert r.status_code == 400, why
+    assert graph_error(r)["code"] == "BadRequest"
+    unchanged = api.request("GET", path(meeting), token=api.app_token()).json()
+    assert unchanged == dict(meeting, **{"@odata.context": unchanged["@odata.context"]})
+
+
+def test_patch_keeps_organizer_when_repeated_and_replaces_attendees_whole(api, meeting):
+    r = api.request("PATCH", path(meeting), token=api.app_token(), json={"participants": {
+        "organizer": {"upn": UPN[ADA], "identity": {"user": {"id": ADA}}},
+        "attendees": [{"upn": "guest@else.example", "role": "presenter"}]}})
+    assert r.status_code == 200, r.text
+    participants = r.json()["participants"]
+    assert participants["organizer"]["identity"]["user"]["id"] == ADA
+    assert [a["upn"] for a in participants["attendees"]] == ["guest@else.example"]
+
+
+def test_delete_then_create_or_get_makes_a_new_meeting(api, meeting):
+    r = api.request("DELETE", path(meeting), token=api.app_token())
+    assert r.status_code == 204 and r.content == b""
+    assert api.request("GET", path(meeting), token=api.app_token()).status_code == 404
+    again = api.create(ADA, {"externalId": meeting["externalId"]})
+    assert again.status_code == 201 and again.json()["id"] != meeting["id"]
+
+
+def test_me_paths_with_a_delegated_token(api, emu):
+    token = emu.issue_access_token(tenant_id=TENANT, client_id=PUBLIC_APP, user=UPN[ADA])
+    created = api.create("me", token=token)
+    assert created.status_code == 201
+    mid = created.json()["id"]
+    r = api.request("PATCH", f"/v1.0/me/onlineMeetings/{mid}", token=token, json={"subject": "Mine"})
+    assert r.status_code == 200 and r.json()["subject"] == "Mine"
+    assert api.request("DELETE", f"/v1.0/me/onlineMeetings/{mid}", token=token).status_code == 204
+
+
+def test_admin_meetings_listing_names_tenant_organizer_and_external_id(api, meeting):
+    listing = api.request("GET", "/_emulator/meetings").json()
+    mine = [m for m in listing if m["id"] == meeting["id"]]
+    assert len(mine) == 1
+    m = mine[0]
+    assert m["organizerId"] == ADA and m["externalId"] == meeting["externalId"] and m["tenantId"]
+
+
+def test_wrong_method_and_unknown_segment(api):
+    r = api.request("GET", f"/v1.0/users/{ADA}/onlineMeetings/createOrGet", token=api.app_token())
+    assert r.status_code == 405
+    r = api.request("GET", f"/v1.0/users/{ADA}/calendars", token=api.app_token(GLOBAL_APP))
+    assert r.status_code == 400 and graph_error(r)["code"] == "BadRequest"
