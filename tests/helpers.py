@@ -40,7 +40,8 @@ def make_tenant(path: Path, *, teachers: int = 4, policy: str = "all-but-last") 
     access = "global" if policy == "global" else [oid for _, oid in people[:-1]]
     directory = {"tenants": [{"id": tenant_id, "users": users, "apps": [{
         "clientId": client_id, "secret": secret, "certificatePem": None,
-        "roles": ["OnlineMeetings.ReadWrite.All", "User.Read.All"], "accessPolicy": access}]}]}
+        "roles": ["OnlineMeetings.ReadWrite.All", "User.Read.All"], "accessPolicy": access,
+        "publicClient": True, "delegatedScopes": ["OnlineMeetings.ReadWrite", "User.Read"]}]}]}
     path.write_text(json.dumps(directory, indent=2))
     return Tenant(path, tenant_id, client_id, secret, people, students)
 
