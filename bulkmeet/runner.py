@@ -100,7 +100,9 @@ class Gate:
         limit = _number(response.header("RateLimit-Limit"))
         reset = _number(response.header("RateLimit-Reset"))
         if limit and limit > 0:
-            if reset is not None and reset > self._window:
+            # The window is learned from ordinary answers only: on a 429, Reset may be stretched
+            # to Retry-After, which says nothing about the steady rate.
+            if response.status != 429 and reset is not None and reset > self._window:
                 self._window = reset
             rate = 0.95 * limit / self._window
             self.rate = rate if self.rate is None else min(self.rate, rate) if response.status == 429 else rate
