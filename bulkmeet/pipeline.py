@@ -218,7 +218,8 @@ def run_import(
         notes: list[str] = []
         interrupted = False
         if to_send:
-            gateway = gateway_factory(cfg) if gateway_factory else _http_gateway(cfg)
+            gateway = gateway_factory(cfg) if gateway_factory else _http_gateway(
+                cfg, options.concurrency)
             try:
                 ids, problems = _resolve(gateway, to_send, journal, cfg, stop)
                 requests_sent += len(problems)
@@ -335,14 +336,15 @@ def _resolve(gateway: GraphGateway, requests: list[MeetingRequest], journal, cfg
     return ids, problems
 
 
-def _http_gateway(cfg: Config) -> HttpGraph:
+def _http_gateway(cfg: Config, concurrency: int | None = None) -> HttpGraph:
     from bulkmeet import auth
 
     tokens = auth.build_token_provider(cfg)
     check_permissions(tokens.token(), delegated=tokens.delegated)  # once, before the pool starts
     return HttpGraph(cfg.graph.base_url, cfg.graph.api_version, tokens,
                      ca_bundle=cfg.graph.ca_bundle,
-                     timeout=(cfg.graph.connect_timeout, cfg.graph.read_timeout))
+                     timeout=(cfg.graph.connect_timeout, cfg.graph.read_timeout),
+                     pool_size=(concurrency or cfg.run.concurrency) + 2)
 
 
 def check_organizers(the_plan: planning.Plan, cfg: Config) -> list[tuple[int, str]]:

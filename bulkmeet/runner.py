@@ -2,8 +2,10 @@
 
 Why it is shaped this way:
 - Graph's budget is shared by the whole app, so throttling is handled by one ``Gate`` that every
-  worker passes: a 429 pauses *all* workers until Retry-After has passed (never earlier) and halves
-  the concurrency limit; clean answers grow it back by one per round (AIMD). When Graph (or the
+  worker passes: when throttling is systemic (several 429s among recent answers, or
+  RateLimit-Remaining: 0) it pauses *all* workers until Retry-After has passed and halves the
+  concurrency limit; clean answers grow it back by one per round (AIMD). A lone 429 (or a 503
+  with Retry-After) delays only its own row, never by less than Retry-After. When Graph (or the
   emulator, or a proxy) advertises ``RateLimit-*`` headers, the gate paces sends at the advertised
   rate so a run converges on the limit without being throttled at all.
 - A row that must wait (Retry-After, backoff) goes back into a time-ordered queue instead of
@@ -16,6 +18,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import heapq
+from collections import deque
 import itertools
 import logging
 import random
@@ -33,6 +36,8 @@ from bulkmeet.models import CREATED, EXISTING, FAILED, ME, MeetingInfo, MeetingR
 log = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, 507})
+RECENT_WINDOW = 20  # answers the gate remembers to tell systemic throttling from a lone 429
+SYSTEMIC_429S = 3  # 429s among them that mean the app is over its budget
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 
 
@@ -62,6 +67,7 @@ class Gate:
         self._cond = threading.Condition()
         self.peak_in_flight = 0
         self.pauses = 0
+        self._recent: deque[bool] = deque(maxlen=RECENT_WINDOW)  # was each recent answer a 429?
 
     def acquire(self, stop: threading.Event) -> bool:
         with self._cond:
@@ -99,14 +105,16 @@ class Gate:
         now = self._clock()
         limit = _number(response.header("RateLimit-Limit"))
         reset = _number(response.header("RateLimit-Reset"))
+        throttled = response.status == 429
+        self._recent.append(throttled)
         if limit and limit > 0:
             # The window is learned from ordinary answers only: on a 429, Reset may be stretched
             # to Retry-After, which says nothing about the steady rate.
-            if response.status != 429 and reset is not None and reset > self._window:
+            if not throttled and reset is not None and reset > self._window:
                 self._window = reset
             rate = 0.95 * limit / self._window
-            self.rate = rate if self.rate is None else min(self.rate, rate) if response.status == 429 else rate
-        if response.status == 429 or (response.status == 503 and response.retry_after):
+            self.rate = min(self.rate, rate) if (throttled and self.rate) else rate
+        if throttled and self._systemic(response):
             wait = response.retry_after if response.retry_after is not None else 1.0
             self.paused_until = max(self.paused_until, now + wait)
             if now - self._last_cut > max(wait, 1.0):
@@ -118,6 +126,18 @@ class Gate:
                 log.info("Graph is throttling: pausing %.0f s, concurrency now %d", wait, int(self.limit))
         elif response.status in (200, 201):
             self.limit = min(float(self.max_limit), self.limit + 1.0 / self.limit)
+
+    def _systemic(self, response: GraphResponse) -> bool:
+        """Is this 429 the app's budget running out (pause everyone) or one unlucky request?
+
+        Graph throttles per app, so real throttling comes in clusters, or says so with
+        RateLimit-Remaining: 0. A lone 429 only delays its own row (by Retry-After); pausing
+        the whole pool for it would cost every worker the wait.
+        """
+        remaining = _number(response.header("RateLimit-Remaining"))
+        if remaining is not None and remaining < 1:
+            return True
+        return sum(self._recent) >= SYSTEMIC_429S
 
 
 def _number(raw: str | None) -> float | None:

@@ -126,9 +126,23 @@ def test_gate_paces_at_the_advertised_rate_limit():
                                           "RateLimit-Reset": "1"}))
     assert gate.rate is not None and 18 <= gate.rate <= 20
     gate.acquire(threading.Event())
-    gate.release(GraphResponse(429, {}, {"Retry-After": "2"}))
-    assert gate.paused_until - time.monotonic() > 1.5
+    gate.release(GraphResponse(429, {}, {"Retry-After": "2", "RateLimit-Limit": "20",
+                                          "RateLimit-Remaining": "0", "RateLimit-Reset": "2"}))
+    assert gate.paused_until - time.monotonic() > 1.5  # the app's budget is spent: everyone waits
     assert gate.limit == 4
+
+
+def test_a_lone_429_delays_its_row_but_a_cluster_pauses_everyone():
+    gate = Gate(8)
+    stop = threading.Event()
+    lone = GraphResponse(429, {}, {"Retry-After": "2"})
+    gate.acquire(stop)
+    gate.release(lone)
+    assert gate.paused_until < time.monotonic() and gate.limit == 8
+    for _ in range(2):
+        gate.acquire(stop)
+        gate.release(lone)
+    assert gate.paused_until - time.monotonic() > 1.5 and gate.limit == 4
 
 
 def test_existing_meeting_that_differs_from_the_sheet_gets_a_warning():
