@@ -121,7 +121,22 @@ class _Stopper:
             signal.signal(sig, old)  # type: ignore[arg-type]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_HELP)
+class _Commands(click.Group):
+    """Loads `bulkmeet emulator` only when asked for: a nightly run never pays for its imports."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "emulator"})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "emulator":
+            from bulkmeet.emulator.command import emulator
+
+            return emulator
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXIT_HELP)
 @click.version_option(__version__, prog_name="bulkmeet")
 def cli() -> None:
     """Create Microsoft Teams meetings in bulk from a class schedule (CSV or Excel)."""
@@ -243,17 +258,6 @@ def logout(config_path: str) -> int:
     removed = do_logout(load_config(config_path))
     click.echo(f"Removed {removed}." if removed else "Nothing to remove: not signed in.")
     return ExitStatus.OK
-
-
-def _add_emulator_command() -> None:
-    try:
-        from bulkmeet.emulator.command import emulator
-    except ImportError:  # pragma: no cover - only while the package is being built
-        return
-    cli.add_command(emulator, "emulator")
-
-
-_add_emulator_command()
 
 
 def _log_crash_to_files(exc: BaseException) -> None:
