@@ -78,4 +78,4 @@ def test_emulator_refuses_a_bad_directory_and_a_non_loopback_host(tmp_path):
     with pytest.raises(ValueError, match="loopback"):
         Emulator(EmulatorOptions(host="0.0.0.0"))
     with pytest.raises(ValueError, match="loopback"):
-        Emulator(EmulatorOptions(host="192.168.1.10"))
+        Emulator(EmulatorOptions(host="203.0.113.10"))
