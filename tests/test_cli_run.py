@@ -37,10 +37,9 @@ def test_run_creates_one_meeting_per_row_and_the_output_matches_the_tenant(
         assert r["status"] == "created" and r["httpStatus"] in (201, "201")
         assert r["meetingId"] == m["id"] and r["joinWebUrl"] == m["joinWebUrl"]
         assert r["requestId"] and r["passcode"]
-    # 09:00 in Chicago on 2027-03-01 (CST, UTC-6) is 15:00 UTC; after 14 March it is CDT (UTC-5).
+    # 08:00 in Chicago on 2027-03-01 (CST, UTC-6) is 14:00 UTC.
     first = meetings[out[0]["externalId"]]
-    assert first["startDateTime"].startswith("2027-03-01T14:00") or \
-        first["startDateTime"].startswith("2027-03-01T14:00:00")
+    assert first["startDateTime"].startswith("2027-03-01T14:00")
 
 
 def test_second_run_sends_nothing_and_reports_existing(tmp_path, tenant, emulator, secret_env,
@@ -192,3 +191,19 @@ def test_demo_with_embedded_emulator_keeps_its_tenant_between_runs(tmp_path, run
     second = run_cli("run", tmp_path / "schedule.xlsx", "--config", tmp_path / "bulkmeet.toml",
                      "--emulator")
     assert " 0 created" in second.out  # the emulator's state file remembered every meeting
+
+
+def test_validate_with_the_emulator_also_checks_organizers_exist(tmp_path, run_cli):
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    text = (samples / "schedule.csv").read_text(encoding="utf-8-sig")
+    first_teacher = "ada.lovelace@school.example"
+    assert first_teacher in text
+    schedule = tmp_path / "term.csv"
+    schedule.write_text(text.replace(first_teacher, "ada.byron@school.example", 1),
+                        encoding="utf-8")
+    (tmp_path / "bulkmeet.toml").write_bytes((samples / "bulkmeet.toml").read_bytes())
+    offline = run_cli("validate", schedule)
+    online = run_cli("validate", schedule, "--emulator")
+    assert online.code == 1
+    assert "ada.byron@school.example was not found in the tenant" in online.out
+    assert "ada.byron" not in offline.out  # only a lookup can know
