@@ -110,7 +110,7 @@ def test_sigterm_finishes_in_flight_rows_writes_everything_and_a_rerun_completes
     n = 400
     schedule, config, _ = setup_run(tmp_path, tenant, emulator, n=n, fmt="csv")
     proc = spawn(schedule, config, "--concurrency", "4")
-    time.sleep(1.5)
+    wait_for_meetings(emulator, 40, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 4, err
@@ -131,7 +131,7 @@ def test_overlapping_runs_the_second_exits_at_once(tmp_path, tenant, emulator, s
     emulator.configure(latency_ms=(100, 100))
     schedule, config, _ = setup_run(tmp_path, tenant, emulator, n=40, fmt="csv")
     first = spawn(schedule, config, "--concurrency", "2")
-    time.sleep(1.0)
+    wait_for_meetings(emulator, 1, first)  # the first run is sending, so it holds the lock
     second = spawn(schedule, config)
     out, err = second.communicate(timeout=20)
     assert second.returncode == 5
