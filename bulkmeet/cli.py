@@ -44,7 +44,7 @@ Exit status:
 def _setup_logging(quiet: bool, log_file: str | None) -> None:
     root = logging.getLogger("bulkmeet")
     root.handlers.clear()
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.DEBUG)  # details (e.g. a bug's traceback) go to the log file only
     root.propagate = False
     handler = logging.StreamHandler(sys.stderr)
     tty = sys.stderr.isatty()
@@ -58,7 +58,7 @@ def _setup_logging(quiet: bool, log_file: str | None) -> None:
         fh = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=5,
                                                   encoding="utf-8")
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        fh.setLevel(logging.INFO)
+        fh.setLevel(logging.DEBUG)
         root.addHandler(fh)
 
 

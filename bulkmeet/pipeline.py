@@ -222,7 +222,6 @@ def run_import(
                 cfg, options.concurrency)
             try:
                 ids, problems = _resolve(gateway, to_send, journal, cfg, stop)
-                requests_sent += len(problems)
                 rows_by_key = {(r.organizer, r.external_id): r for r in to_send}
                 progress = _Progress(len(to_send), options.progress)
                 lock = threading.Lock()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from bulkmeet.errors import BulkmeetError
 from bulkmeet.graph import GraphGateway, GraphResponse, describe_failure, is_access_policy_error
 from bulkmeet.models import CREATED, EXISTING, FAILED, ME, MeetingInfo, MeetingRequest, MeetingResult
 
@@ -255,8 +256,12 @@ class Runner:
                 return
             try:
                 self._step(task)
-            except Exception:  # a bug must not hang the run: record the row as failed
-                log.exception("unexpected error while sending row %s", task.request.row)
+            except BulkmeetError as exc:  # e.g. the token could not be renewed mid-run
+                self._finish(task, FAILED, error=str(exc))
+            except Exception as exc:  # a bug must not hang the run: record the row as failed
+                log.error("unexpected error while sending row %s: %s", task.request.row,
+                          type(exc).__name__)
+                log.debug("details of the unexpected error", exc_info=True)
                 self._finish(task, FAILED, error="bulkmeet hit an internal error on this row "
                              "(see the log); the next run retries it.")
             finally:

@@ -154,3 +154,17 @@ def test_existing_meeting_that_differs_from_the_sheet_gets_a_warning():
     moved = dict(same, startDateTime="2027-02-01T14:00:00.0000000Z", subject="Old title")
     text = differences(r, moved)
     assert 'subject is "Old title"' in text and "start is 2027-02-01 14:00 UTC" in text
+
+
+class _ExpiredSecret(FakeGraph):
+    def create_or_get(self, organizer_id, body):
+        from bulkmeet.errors import AuthError
+
+        raise AuthError("The client secret has expired (AADSTS7000222): create a new one.")
+
+
+def test_a_token_failure_mid_run_fails_rows_with_its_sentence_not_a_traceback(caplog):
+    results, _, _ = run(_ExpiredSecret(), [req(0), req(1)])
+    assert {r.status for r in results.values()} == {FAILED}
+    assert results["ext-0"].error.startswith("The client secret has expired (AADSTS7000222)")
+    assert "Traceback" not in caplog.text
