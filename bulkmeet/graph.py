@@ -133,6 +133,12 @@ class HttpGraph(GraphGateway):
         self.delegated = tokens.delegated
         self.timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         self._pool = pool_for(self.root, resolve_ca_bundle(ca_bundle), pool_size)
+        # Without a proxy, talk to the one host's pool directly: PoolManager would parse the URL
+        # and look the pool up again on every request.
+        parts = urlsplit(self.root)
+        self._direct = None if isinstance(self._pool, urllib3.ProxyManager) else \
+            self._pool.connection_from_url(self.root)
+        self._prefix = parts.path
 
     def close(self) -> None:
         self._pool.clear()
@@ -169,8 +175,12 @@ class HttpGraph(GraphGateway):
             headers["Content-Type"] = "application/json"
             data = json.dumps(body, separators=(",", ":")).encode()
         try:
-            r = self._pool.request(method, self.root + path, body=data, headers=headers,
-                                   timeout=self.timeout, retries=False, redirect=False)
+            if self._direct is not None:
+                r = self._direct.urlopen(method, self._prefix + path, body=data, headers=headers,
+                                         timeout=self.timeout, retries=False, redirect=False)
+            else:
+                r = self._pool.request(method, self.root + path, body=data, headers=headers,
+                                       timeout=self.timeout, retries=False, redirect=False)
         except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:
             return GraphResponse(None, failure=TIMEOUT, detail=_scrub(exc, token))
         except (urllib3.exceptions.HTTPError, OSError) as exc:
