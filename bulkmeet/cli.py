@@ -86,10 +86,9 @@ def _schedule(path: str) -> Path:
 def _maybe_emulator(use: bool, schedule: Path, cfg: Config):
     if not use:
         return nullcontext(cfg)
-    from bulkmeet.embedded import embedded_emulator
+    from bulkmeet.embedded import embedded_emulator, state_path
 
-    log.info("starting the embedded emulator (state kept in %s)",
-             schedule.with_name(schedule.stem + ".emulator-state.json"))
+    log.info("starting the embedded emulator (state kept in %s)", state_path(schedule))
     return embedded_emulator(schedule, cfg)
 
 

@@ -18,9 +18,8 @@ from typing import Any, Mapping, Protocol
 from urllib.parse import quote, urlsplit
 
 import urllib3
-from requests.utils import get_environ_proxies
 
-from bulkmeet.http import check_url, is_loopback_host, resolve_ca_bundle
+from bulkmeet.http import check_url, environ_proxies, resolve_ca_bundle
 
 # What went wrong when there was no HTTP status at all.
 TIMEOUT = "timeout"
@@ -205,8 +204,7 @@ def pool_for(url: str, ca: str | bool, size: int) -> urllib3.PoolManager:
         import certifi
 
         tls["ca_certs"] = certifi.where()
-    proxy = None if is_loopback_host(parts.hostname) else \
-        get_environ_proxies(f"{parts.scheme}://{parts.netloc}").get(parts.scheme)
+    proxy = environ_proxies(url).get(parts.scheme)
     if proxy:
         return urllib3.ProxyManager(proxy, **tls)
     return urllib3.PoolManager(**tls)

@@ -43,6 +43,14 @@ def check_url(url: str, what: str) -> str:
     )
 
 
+def environ_proxies(url: str) -> dict[str, str]:
+    """The environment's proxies (HTTPS_PROXY, NO_PROXY) for this URL's host; never for loopback."""
+    parts = urlsplit(url)
+    if is_loopback_host(parts.hostname):
+        return {}
+    return get_environ_proxies(f"{parts.scheme}://{parts.netloc}")
+
+
 def resolve_ca_bundle(configured: str | None) -> str | bool:
     """The CA bundle to verify TLS with: the config's, else REQUESTS_CA_BUNDLE, else certifi.
 
@@ -77,8 +85,7 @@ class VerifyingSession(requests.Session):
         key = f"{parts.scheme}://{parts.netloc}"
         proxies = self._proxies_by_host.get(key)
         if proxies is None:
-            proxies = {} if is_loopback_host(parts.hostname) else get_environ_proxies(key)
-            self._proxies_by_host[key] = proxies
+            proxies = self._proxies_by_host[key] = environ_proxies(key)
         return proxies
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]

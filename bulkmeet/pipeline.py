@@ -12,10 +12,10 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from bulkmeet import journal as journals
 from bulkmeet import plan as planning
@@ -239,9 +239,9 @@ def run_import(
                     outcome = outcome_from_result(req.row, result)
                     if (result.status == EXISTING and not outcome.warning
                             and (req.organizer, req.external_id) in changed):
-                        outcome = RowOutcome(**{**outcome.__dict__, "warning": (
+                        outcome = replace(outcome, warning=(
                             "The row changed since its meeting was made; createOrGet does not "
-                            "update meetings, so Teams keeps the earlier details.")})
+                            "update meetings, so Teams keeps the earlier details."))
                     with lock:
                         outcomes[req.row] = outcome
                     progress.step()
@@ -384,8 +384,3 @@ def check_permissions(token: str, *, delegated: bool) -> None:
             "The app's token has no OnlineMeetings.ReadWrite.All role: in the Azure portal open the "
             "app registration > API permissions, add Microsoft Graph > Application permissions > "
             "OnlineMeetings.ReadWrite.All, and click 'Grant admin consent'.")
-
-
-def iter_problems(the_plan: planning.Plan) -> Iterator[tuple[int, str | None, str]]:
-    for row, outcome in sorted(static_outcomes(the_plan).items()):
-        yield row, None, outcome.error or ""

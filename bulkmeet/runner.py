@@ -51,6 +51,11 @@ class RetryPolicy:
     base_delay: float = 0.5  # first backoff without Retry-After; doubles each time, with jitter
     max_delay: float = 60.0
 
+    def backoff(self, n: int, rng: random.Random) -> float:
+        """Wait before the n-th retry without Retry-After: doubling, capped, with jitter."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (n - 1)))
+        return rng.uniform(ceiling / 2, ceiling)
+
 
 class Gate:
     """The one door every request goes through: global pause, adaptive limit, rate pacing."""
@@ -334,8 +339,7 @@ class Runner:
         self._finish(task, FAILED, response=response)
 
     def _backoff(self, n: int) -> float:
-        ceiling = min(self.policy.max_delay, self.policy.base_delay * (2 ** (n - 1)))
-        return self.rng.uniform(ceiling / 2, ceiling)
+        return self.policy.backoff(n, self.rng)
 
     def _describe(self, task: _Task, response: GraphResponse) -> str:
         org = task.request.organizer
@@ -439,8 +443,7 @@ def resolve_organizers(
             if (response.status is None or response.status in TRANSIENT_STATUSES) and \
                     transient + 1 < policy.max_attempts:
                 transient += 1
-                ceiling = min(policy.max_delay, policy.base_delay * 2 ** (transient - 1))
-                time.sleep(response.retry_after or rng.uniform(ceiling / 2, ceiling))
+                time.sleep(response.retry_after or policy.backoff(transient, rng))
                 continue
             with lock:
                 problems[upn] = _resolve_problem(upn, response, attempts)
