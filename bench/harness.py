@@ -17,10 +17,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import psutil
 import requests
@@ -106,7 +107,7 @@ class EmulatorProcess:
         self._http = requests.Session()
         self._http.trust_env = False  # loopback only; no proxy, no REQUESTS_CA_BUNDLE override
 
-    def __enter__(self) -> "EmulatorProcess":
+    def __enter__(self) -> EmulatorProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         ready = self.workdir / f"{self.name}.ready.json"
         ready.unlink(missing_ok=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 __all__ = ["atomic_file", "atomic_write", "atomic_write_bytes", "current_umask"]
 

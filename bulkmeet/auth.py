@@ -28,10 +28,11 @@ import stat
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import msal
@@ -254,7 +255,7 @@ def load_certificate(
         raise ConfigError(f"in certificate file {p} the private key does not belong to the "
                           "certificate: put the matching pair in one file.")
     not_after = cert.not_valid_after_utc
-    if not_after < datetime.now(timezone.utc):
+    if not_after < datetime.now(UTC):
         log.warning("The certificate in %s expired on %s; Microsoft Entra will reject it. Create "
                     "a new one and upload it to the app registration.", p, not_after.date())
     return CertificateCredential(

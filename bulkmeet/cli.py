@@ -100,7 +100,7 @@ class _Stopper:
         self.event = threading.Event()
         self._old: dict[int, object] = {}
 
-    def __enter__(self) -> "_Stopper":
+    def __enter__(self) -> _Stopper:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)

@@ -198,7 +198,7 @@ class Config:
     def delegated(self) -> bool:
         return self.auth.mode == "delegated"
 
-    def with_overrides(self, **sections: Any) -> "Config":
+    def with_overrides(self, **sections: Any) -> Config:
         """A copy with whole sections or single fields replaced, e.g. for --emulator."""
         return replace(self, **sections)
 

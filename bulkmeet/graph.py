@@ -13,8 +13,9 @@ import os
 import threading
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import urllib3

@@ -39,7 +39,7 @@ import socket
 import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ def lock_path_for(journal: Path) -> Path:
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _redact_argv(argv: list[str]) -> list[str]:
@@ -184,7 +184,7 @@ class _LockInfo:
     schedule: str | None
 
     @classmethod
-    def parse(cls, raw: bytes) -> "_LockInfo":
+    def parse(cls, raw: bytes) -> _LockInfo:
         try:
             data = json.loads(raw.decode("utf-8"))
             if not isinstance(data, dict):
@@ -221,7 +221,7 @@ class _RunLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, path: Path, schedule: str | None) -> "_RunLock":
+    def acquire(cls, path: Path, schedule: str | None) -> _RunLock:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -416,7 +416,7 @@ class Journal:
         lock: bool = True,
         schedule: str | None = None,
         synchronous: str = "NORMAL",
-    ) -> "Journal":
+    ) -> Journal:
         """Open (creating if needed); with ``lock`` take the run lock first, failing at once.
 
         ``schedule`` is only for the messages: the holder writes it into the lock file, and a
@@ -446,7 +446,7 @@ class Journal:
             self._run_lock.release()
             self._run_lock = None
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Journal:
         return self
 
     def __exit__(self, *exc: object) -> None:

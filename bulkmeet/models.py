@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 # Row statuses as they appear in the output sheet.
 CREATED = "created"
@@ -48,7 +49,7 @@ class Attendee:
 
 def utc_iso(value: datetime) -> str:
     """Graph wants UTC with a Z; one formatter so bodies, journal and output agree."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class MeetingInfo:
     subject: str | None = None
 
     @classmethod
-    def from_graph(cls, meeting: Mapping[str, Any]) -> "MeetingInfo":
+    def from_graph(cls, meeting: Mapping[str, Any]) -> MeetingInfo:
         audio = meeting.get("audioConferencing") or {}
         join_id = meeting.get("joinMeetingIdSettings") or {}
         return cls(

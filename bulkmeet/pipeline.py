@@ -12,10 +12,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from bulkmeet import journal as journals
 from bulkmeet import plan as planning
@@ -24,8 +24,20 @@ from bulkmeet.atomic import atomic_write
 from bulkmeet.config import Config
 from bulkmeet.errors import AuthError, ExitStatus
 from bulkmeet.graph import GraphGateway, HttpGraph, create_or_get_path
-from bulkmeet.models import (CREATED, DUPLICATE, EXISTING, FAILED, INVALID, ME, PENDING, PLANNED,
-                             MeetingRequest, MeetingResult, RowOutcome, Sheet)
+from bulkmeet.models import (
+    CREATED,
+    DUPLICATE,
+    EXISTING,
+    FAILED,
+    INVALID,
+    ME,
+    PENDING,
+    PLANNED,
+    MeetingRequest,
+    MeetingResult,
+    RowOutcome,
+    Sheet,
+)
 from bulkmeet.runner import GUID, RetryPolicy, Runner, resolve_organizers
 
 log = logging.getLogger(__name__)

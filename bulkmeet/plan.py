@@ -33,18 +33,28 @@ from __future__ import annotations
 import difflib
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bulkmeet import times
 from bulkmeet.config import EMAIL_RE, GUID_RE, ROLES, Config, parse_template
 from bulkmeet.errors import InputError
+from bulkmeet.models import (
+    ME,
+    REQUEST_COLUMN,
+    RESULT_COLUMNS,
+    Attendee,
+    DuplicateRow,
+    InvalidRow,
+    MeetingRequest,
+    Sheet,
+    SheetRow,
+)
 from bulkmeet.sheets import paused_gc
-from bulkmeet.models import (ME, REQUEST_COLUMN, RESULT_COLUMNS, Attendee, DuplicateRow, InvalidRow,
-                             MeetingRequest, Sheet, SheetRow)
 
 # Fixed forever: changing it would give every existing meeting a new externalId, and the next run
 # would create the whole term again. It is uuid5(NAMESPACE_URL, "https://bulkmeet.invalid/externalId").
@@ -516,9 +526,9 @@ def plan_rows(sheet: Sheet, config: Config, *, now: datetime | None = None) -> P
     """
     check_columns(sheet, config)
     resolved, _ = resolve_columns(sheet, config)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     with paused_gc():
         return _plan(sheet, _Planner(config, resolved, now))
 

@@ -30,18 +30,28 @@ import io
 import math
 import os
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO
 
 from bulkmeet import __version__
 from bulkmeet.atomic import atomic_write
 from bulkmeet.errors import BulkmeetError, ExitStatus, InputError
 from bulkmeet.models import (
-    CREATED, DUPLICATE, EXISTING, FAILED, INVALID, PENDING, PLANNED, REQUEST_COLUMN,
-    RESULT_COLUMNS, RowOutcome, Sheet,
+    CREATED,
+    DUPLICATE,
+    EXISTING,
+    FAILED,
+    INVALID,
+    PENDING,
+    PLANNED,
+    REQUEST_COLUMN,
+    RESULT_COLUMNS,
+    RowOutcome,
+    Sheet,
 )
 
 __all__ = [

@@ -18,17 +18,17 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import heapq
-from collections import deque
 import itertools
 import logging
 import random
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from bulkmeet.errors import BulkmeetError
 from bulkmeet.graph import GraphGateway, GraphResponse, describe_failure, is_access_policy_error
@@ -371,7 +371,7 @@ class Runner:
             request_id=response.request_id if response is not None else None,
             attempts=task.attempts if attempts_override is None else attempts_override,
             warning=warning,
-            recorded_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            recorded_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
         self.on_result(result)
 
@@ -385,7 +385,7 @@ def _instant(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def differences(request: MeetingRequest, meeting: Mapping[str, Any]) -> str | None:

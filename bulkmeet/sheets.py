@@ -31,10 +31,11 @@ import gc
 import io
 import re
 import zipfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from bulkmeet.errors import InputError
 from bulkmeet.models import REQUEST_COLUMN, RESULT_COLUMNS, Sheet, SheetRow

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from bulkmeet import times
 from bulkmeet.atomic import atomic_write_bytes

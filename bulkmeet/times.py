@@ -35,11 +35,11 @@ times, so 100,000 rows cost a few thousand real parses.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-UTC = timezone.utc
+UTC = UTC
 
 DATE_HINT = "use 2027-02-01 or 2/1/2027"
 TIME_HINT = "use 09:00 or 9:00 AM"

@@ -35,7 +35,6 @@ pytest.importorskip("bulkmeet.emulator")
 from bulkmeet.emulator import Emulator, EmulatorOptions  # noqa: E402
 
 
-
 def _id(name: str) -> str:
     """Fixed ids: xdist workers must collect the same parametrized test names."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bulkmeet-auth-tests/{name}"))

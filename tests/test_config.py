@@ -5,8 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from bulkmeet.config import (AttendeeColumn, ConfigError, load_config, parse_config, parse_template,
-                             template_columns)
+from bulkmeet.config import (
+    AttendeeColumn,
+    ConfigError,
+    load_config,
+    parse_config,
+    parse_template,
+    template_columns,
+)
 from bulkmeet.errors import ExitStatus
 
 MINIMAL = """\

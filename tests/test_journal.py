@@ -9,7 +9,7 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -85,13 +85,13 @@ def test_a_result_comes_back_exactly(jpath: Path) -> None:
 
 
 def test_recorded_at_is_filled_in_utc(jpath: Path) -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     with Journal.open(jpath) as journal:
         journal.record(result())
         stamp = journal.get(ORG, "ext-1").recorded_at
     assert stamp.endswith("Z")
     when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    assert before.replace(microsecond=0) <= when <= datetime.now(timezone.utc)
+    assert before.replace(microsecond=0) <= when <= datetime.now(UTC)
 
 
 # Each case: results recorded in order for one key -> (index of the one latest() returns).

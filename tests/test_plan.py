@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +11,10 @@ import pytest
 from bulkmeet.config import parse_config
 from bulkmeet.errors import ExitStatus, InputError
 from bulkmeet.models import ME, Attendee, DuplicateRow, InvalidRow, MeetingRequest, Sheet, SheetRow
-from bulkmeet.plan import (EXTERNAL_ID_NAMESPACE, check_columns, derive_external_id, parse_attendees,
-                           plan_rows)
+from bulkmeet.plan import EXTERNAL_ID_NAMESPACE, check_columns, derive_external_id, parse_attendees, plan_rows
 from bulkmeet.sheets import read_sheet
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2027, 1, 15, tzinfo=UTC)
 ADA = "ada.lovelace@school.example"
 ADA_ID = "f199edb8-f58c-5e6b-9f48-a3723d49780c"

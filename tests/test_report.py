@@ -5,7 +5,7 @@ import csv
 import json
 import os
 import stat
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import openpyxl
@@ -16,8 +16,19 @@ from bulkmeet import report
 from bulkmeet.atomic import atomic_file, atomic_write, atomic_write_bytes, current_umask
 from bulkmeet.errors import InputError
 from bulkmeet.models import (
-    CREATED, DUPLICATE, EXISTING, FAILED, INVALID, PENDING, PLANNED, REQUEST_COLUMN,
-    RESULT_COLUMNS, MeetingInfo, RowOutcome, Sheet, SheetRow,
+    CREATED,
+    DUPLICATE,
+    EXISTING,
+    FAILED,
+    INVALID,
+    PENDING,
+    PLANNED,
+    REQUEST_COLUMN,
+    RESULT_COLUMNS,
+    MeetingInfo,
+    RowOutcome,
+    Sheet,
+    SheetRow,
 )
 from bulkmeet.report import RunSummary, default_output_path, neutralise, write_output
 
@@ -246,7 +257,7 @@ def test_real_numbers_are_not_touched(tmp_path: Path) -> None:
 
 
 def test_odd_values(tmp_path: Path) -> None:
-    aware = datetime(2027, 3, 1, 9, 0, tzinfo=timezone.utc)
+    aware = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
     long_text = "x" * 40_000
     sheet = Sheet(tmp_path / "s.xlsx", None, ("aware", "ctrl", "long", "nan", "list"),
                   (SheetRow(2, {"aware": aware, "ctrl": "bell\x07here", "long": long_text,

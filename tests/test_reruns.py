@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from tests import helpers
 from tests.test_cli_run import create_calls, setup_run
 

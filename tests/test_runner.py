@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bulkmeet.graph import FakeGraph, GraphResponse
 from bulkmeet.models import CREATED, EXISTING, FAILED, MeetingRequest
@@ -146,8 +146,8 @@ def test_a_lone_429_delays_its_row_but_a_cluster_pauses_everyone():
 
 
 def test_existing_meeting_that_differs_from_the_sheet_gets_a_warning():
-    start = datetime(2027, 2, 1, 15, 0, tzinfo=timezone.utc)
-    r = req(0, start=start, end=datetime(2027, 2, 1, 16, 0, tzinfo=timezone.utc))
+    start = datetime(2027, 2, 1, 15, 0, tzinfo=UTC)
+    r = req(0, start=start, end=datetime(2027, 2, 1, 16, 0, tzinfo=UTC))
     same = {"subject": "Class 0", "startDateTime": "2027-02-01T15:00:00.0000000Z",
             "endDateTime": "2027-02-01T16:00:00Z"}
     assert differences(r, same) is None

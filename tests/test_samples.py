@@ -5,7 +5,7 @@ import importlib.util
 import json
 import zipfile
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from bulkmeet.plan import plan_rows
 from bulkmeet.sheets import read_sheet
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-NOW = datetime(2027, 1, 15, tzinfo=timezone.utc)
+NOW = datetime(2027, 1, 15, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

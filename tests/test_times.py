@@ -1,18 +1,25 @@
 """Date/time parsing and the local -> UTC conversion, daylight saving time included."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from bulkmeet import times
-from bulkmeet.times import (NonexistentTimeError, TimeValueError, parse_date, parse_datetime,
-                            parse_time, parse_time_or_datetime, to_utc)
+from bulkmeet.times import (
+    NonexistentTimeError,
+    TimeValueError,
+    parse_date,
+    parse_datetime,
+    parse_time,
+    parse_time_or_datetime,
+    to_utc,
+)
 
 CHICAGO = ZoneInfo("America/Chicago")
 BERLIN = ZoneInfo("Europe/Berlin")
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -18,14 +18,17 @@ import os
 import ssl
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
-from kiota_abstractions.authentication import (AccessTokenProvider, AllowedHostsValidator,
-                                               BaseBearerTokenAuthenticationProvider)
+from kiota_abstractions.authentication import (
+    AccessTokenProvider,
+    AllowedHostsValidator,
+    BaseBearerTokenAuthenticationProvider,
+)
 from msgraph import GraphRequestAdapter, GraphServiceClient
 from msgraph.generated.users.item.online_meetings.create_or_get.create_or_get_post_request_body import (  # noqa: E501
     CreateOrGetPostRequestBody,
@@ -61,7 +64,7 @@ class EmulatorTokenProvider(AccessTokenProvider):
 
 
 def local(day: str, hhmm: str, tz: ZoneInfo) -> datetime:
-    return datetime.fromisoformat(f"{day}T{hhmm}").replace(tzinfo=tz).astimezone(timezone.utc)
+    return datetime.fromisoformat(f"{day}T{hhmm}").replace(tzinfo=tz).astimezone(UTC)
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -272,7 +272,7 @@ class Emulator:
     def port(self) -> int:
         return self._server.port if self._server else 0
 
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         if self._server is not None or self._stopped:
             raise RuntimeError("an Emulator object can be started once")
         cert, key = issue_server_certificate(self._ca, self.host)
@@ -310,7 +310,7 @@ class Emulator:
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

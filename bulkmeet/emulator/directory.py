@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -41,7 +42,7 @@ class Certificate:
     public_key: Any = field(repr=False, compare=False)
 
     @classmethod
-    def from_x509(cls, cert: x509.Certificate, pem: str) -> "Certificate":
+    def from_x509(cls, cert: x509.Certificate, pem: str) -> Certificate:
         return cls(
             pem=pem,
             sha1_b64url=_b64url(cert.fingerprint(hashes.SHA1())),  # noqa: S303 - x5t is SHA-1

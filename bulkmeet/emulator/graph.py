@@ -10,7 +10,7 @@ import json
 import random
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -104,7 +104,7 @@ def _error_body(request: Request, code: str, message: str) -> bytes:
         "code": code,
         "message": message,
         "innerError": {
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
             "request-id": request.request_id,
             "client-request-id": request.client_request_id,
         },
@@ -112,7 +112,7 @@ def _error_body(request: Request, code: str, message: str) -> bytes:
 
 
 class GraphService:
-    def __init__(self, emulator: "Emulator", seed: int | None) -> None:
+    def __init__(self, emulator: Emulator, seed: int | None) -> None:
         self._emu = emulator
         self._lock = threading.Lock()
         self._by_key: dict[tuple[str, str, str], MeetingRecord] = {}
@@ -362,9 +362,9 @@ class GraphService:
         with self._lock:
             rec = self._by_key.get(key)
             if rec is None:
-                data = new_meeting(req, tenant, organizer, self._rng, datetime.now(timezone.utc))
+                data = new_meeting(req, tenant, organizer, self._rng, datetime.now(UTC))
                 while data["id"] in self._by_id:  # a seeded RNG replays ids after a restart
-                    data = new_meeting(req, tenant, organizer, self._rng, datetime.now(timezone.utc))
+                    data = new_meeting(req, tenant, organizer, self._rng, datetime.now(UTC))
                 rec = MeetingRecord(tenant.id, organizer.id, req.external_id, principal.app_id,
                                     _dumps(data))
                 self._by_key[key] = rec

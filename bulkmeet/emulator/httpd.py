@@ -12,9 +12,10 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Callable, Protocol
+from typing import Protocol
 from urllib.parse import unquote
 
 MAX_LINE = 65536
@@ -131,7 +132,7 @@ class HTTPSServer:
         while not self._stopping.is_set():
             try:
                 conn, _ = self._listener.accept()
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 continue
             except OSError:
                 if self._stopping.is_set():

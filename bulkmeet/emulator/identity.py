@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -83,7 +83,7 @@ class RefreshGrant:
 
 
 class IdentityService:
-    def __init__(self, emulator: "Emulator") -> None:
+    def __init__(self, emulator: Emulator) -> None:
         self._emu = emulator
         self._lock = threading.Lock()
         self._device_codes: dict[str, DeviceCode] = {}
@@ -178,7 +178,7 @@ class IdentityService:
         return resp
 
     def _error(self, request: Request, exc: IdentityError) -> Response:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         stamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
         description = (f"AADSTS{exc.code}: {exc.message} Trace ID: {request.request_id} "
                        f"Correlation ID: {request.client_request_id} Timestamp: {stamp}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bulkmeet.emulator.directory import Tenant, User
@@ -46,7 +46,7 @@ class BodyError(ValueError):
 
 def graph_time(value: datetime) -> str:
     """Graph's format: UTC, seven fractional digits, Z."""
-    v = value.astimezone(timezone.utc)
+    v = value.astimezone(UTC)
     return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond:06d}0Z"
 
 
@@ -72,8 +72,8 @@ def parse_time(value: Any, name: str) -> datetime:
             f"'{name}' needs a date and a time."
         )
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)  # Graph reads an offset-less time as UTC
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)  # Graph reads an offset-less time as UTC
+    return parsed.astimezone(UTC)
 
 
 def _expect_object(value: Any, where: str) -> dict[str, Any]:

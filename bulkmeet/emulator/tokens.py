@@ -13,8 +13,9 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization

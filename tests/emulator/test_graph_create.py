@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -80,14 +80,14 @@ def test_response_has_v1_properties_with_realistic_values(api):
     assert attendees[0]["upn"] == UPN[ALAN] and attendees[0]["role"] == "presenter"
     assert attendees[0]["identity"]["user"]["id"] == ALAN  # resolved from the UPN
     assert attendees[1]["role"] == "attendee"
-    assert parse(m["creationDateTime"]) <= datetime.now(timezone.utc) + timedelta(seconds=5)
+    assert parse(m["creationDateTime"]) <= datetime.now(UTC) + timedelta(seconds=5)
 
 
 def test_default_times(api):
-    before = datetime.now(timezone.utc) - timedelta(seconds=2)
+    before = datetime.now(UTC) - timedelta(seconds=2)
     m = api.create(ADA, {"externalId": ext()}).json()
     start, end = parse(m["startDateTime"]), parse(m["endDateTime"])
-    assert before <= start <= datetime.now(timezone.utc) + timedelta(seconds=2)
+    assert before <= start <= datetime.now(UTC) + timedelta(seconds=2)
     assert end - start == timedelta(hours=1)
     m = api.create(ADA, {"externalId": ext(), "startDateTime": "2030-03-01T08:30:00+01:00"}).json()
     assert m["startDateTime"] == "2030-03-01T07:30:00.0000000Z"
