@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install test demo bench bench-smoke clean
+.PHONY: install check test demo bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11 or python3 on PATH)"; exit 2; }
@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## make test: the whole test suite (emulator conformance, auth, pipeline, reruns, bench smoke)
-test: $(STAMP)
+## make check: ruff and mypy (configured in pyproject.toml)
+check: $(STAMP)
+	BIN=$(BIN) scripts/check
+
+## make test: the static checks, then the whole test suite (emulator conformance, auth, pipeline, reruns, bench smoke)
+test: check
 	$(BIN)/python -m pytest -n 2 -q
 
 ## make demo: the main job end to end on samples/, against the embedded emulator

@@ -1,14 +1,6 @@
 """The command line. It parses arguments, sets up logging and signals, and calls the library.
 
-Exit statuses (also in the README and `bulkmeet --help`):
-  0  every row has a meeting
-  1  some rows failed, were invalid or duplicates (the output sheet says which)
-  2  nothing was sent: the schedule or config is unusable
-  3  authentication failed before any row was sent
-  4  stopped by Ctrl-C/SIGTERM; the journal and output sheet were written, run again to finish
-  5  another bulkmeet run is working on the same schedule
-  6  the journal or the output sheet could not be written (disk full, permissions)
-  70 internal error (a bug: please report it with the log)
+Exit statuses: ``bulkmeet.errors.ExitStatus`` (shown by `bulkmeet --help` and in the README).
 """
 from __future__ import annotations
 
@@ -25,20 +17,11 @@ import click
 
 from bulkmeet import __version__
 from bulkmeet.config import Config, load_config
-from bulkmeet.errors import BulkmeetError, ConfigError, ExitStatus, InputError
+from bulkmeet.errors import BulkmeetError, ConfigError, ExitStatus, InputError, exit_status_help
 
 log = logging.getLogger("bulkmeet")
 
-EXIT_HELP = """\b
-Exit status:
-  0  every row has a meeting
-  1  some rows failed, were invalid or duplicates (see the output sheet)
-  2  nothing was sent: the schedule or config is unusable
-  3  authentication failed before any row was sent
-  4  stopped by Ctrl-C/SIGTERM (journal and output written; run again to finish)
-  5  another bulkmeet run is working on the same schedule
-  6  the journal or output sheet could not be written
-"""
+EXIT_HELP = exit_status_help()  # generated from ExitStatus, the one home of that text
 
 
 def _setup_logging(quiet: bool, log_file: str | None) -> None:

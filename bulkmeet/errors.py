@@ -10,16 +10,51 @@ from enum import IntEnum
 
 
 class ExitStatus(IntEnum):
-    """What a cron wrapper or monitoring script should branch on (documented in the README)."""
+    """What a cron wrapper or monitoring script should branch on.
 
-    OK = 0  # every row has a meeting
-    ROWS_FAILED = 1  # some rows failed or were invalid; the output sheet says which
-    UNUSABLE_INPUT = 2  # nothing was sent: input file or config unusable
-    AUTH_FAILED = 3  # could not authenticate before any row was sent
-    INTERRUPTED = 4  # stopped by SIGINT/SIGTERM; journal and output were written, rerun to finish
-    LOCKED = 5  # another bulkmeet run holds this schedule's journal
-    WRITE_FAILED = 6  # the journal or output could not be written (disk full, permissions)
-    INTERNAL_ERROR = 70  # a bug: report it
+    This is the one home of the exit-status text: each member carries the sentence shown in
+    ``--help`` (``meaning``) and the README's "what to do" column (``action``); the CLI epilog is
+    generated from it and ``tests/test_docs.py`` checks that the README table matches it.
+    """
+
+    meaning: str
+    action: str
+
+    def __new__(cls, value: int, meaning: str, action: str) -> ExitStatus:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.meaning = meaning
+        member.action = action
+        return member
+
+    OK = (0, "every row has a meeting",
+          "nothing")
+    ROWS_FAILED = (1, "some rows failed, were invalid or duplicates",
+                   "read the `error` column of the output sheet; failed rows are retried by the "
+                   "next run")
+    UNUSABLE_INPUT = (2, "nothing was sent: the schedule or config is unusable",
+                      "the message names the file, sheet or column")
+    AUTH_FAILED = (3, "authentication failed before any row was sent",
+                   "the message says which secret/consent/tenant to fix")
+    INTERRUPTED = (4, "stopped by Ctrl-C or SIGTERM",
+                   "the journal and output were written; run again to finish")
+    LOCKED = (5, "another bulkmeet run is working on the same schedule",
+              "wait for it (cron overlap); a killed run never leaves a lock behind")
+    WRITE_FAILED = (6, "the journal or the output sheet could not be written (disk full, "
+                       "permissions)",
+                    "free space or fix permissions, run again: nothing is lost")
+    INTERNAL_ERROR = (70, "internal error (a bug)",
+                      "report it with the log file")
+
+
+def exit_status_help() -> str:
+    """The ``Exit status`` epilog of every command, generated from ``ExitStatus``.
+
+    The leading ``\\b`` tells click not to rewrap the lines.
+    """
+    lines = ["\b", "Exit status:"]
+    lines += [f"  {status.value:<2} {status.meaning}" for status in ExitStatus]
+    return "\n".join(lines) + "\n"
 
 
 class BulkmeetError(Exception):
