@@ -5,17 +5,25 @@ be killed, a disk may fill up, or a person may open the file in Excel. Writing i
 a truncated file behind on any of those; so every writer goes through here: a temporary file in
 the same folder (``os.replace`` is atomic only within one file system), flushed and fsynced before
 the rename, and the folder fsynced after it so the rename itself survives a power cut.
+
+Temporary files are named ``.NAME.XXXXXXXX.tmp`` beside ``NAME`` (``temp_file_for``), helpers'
+scratch files too (openpyxl's per-sheet XML for the output sheet). A process killed with -9
+cannot remove its own, so the next writer of ``NAME`` calls ``remove_stale_temp_files``: only
+files of exactly that pattern, and only ones older than a minute.
 """
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_file", "atomic_write", "atomic_write_bytes", "current_umask"]
+__all__ = ["atomic_file", "atomic_write", "atomic_write_bytes", "current_umask",
+           "remove_stale_temp_files", "temp_file_for"]
 
 DEFAULT_MODE = 0o644
 
@@ -62,12 +70,11 @@ def atomic_file(path: str | os.PathLike[str], *, mode: int = DEFAULT_MODE) -> It
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    tmp = Path(tmp_name)
+    fd, tmp = temp_file_for(target)
     try:
         with os.fdopen(fd, "w+b") as handle:
             os.fchmod(handle.fileno(), mode & ~current_umask() & 0o7777)
-            yield handle  # type: ignore[misc]
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
@@ -78,6 +85,44 @@ def atomic_file(path: str | os.PathLike[str], *, mode: int = DEFAULT_MODE) -> It
             pass
         raise
     _fsync_dir(folder)
+
+
+def temp_file_for(path: str | os.PathLike[str], suffix: str = ".tmp") -> tuple[int, Path]:
+    """A new private file ``.NAME.XXXXXXXX<suffix>`` beside ``path``: (open fd, its path)."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not suffix.endswith(".tmp"):
+        raise ValueError("temporary file names end in .tmp, so that the clean-up finds them")
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=folder)
+    return fd, Path(name)
+
+
+def remove_stale_temp_files(path: str | os.PathLike[str], *, older_than: float = 60.0
+                            ) -> list[Path]:
+    """Delete ``.NAME.XXXXXXXX*.tmp`` files beside ``path`` left by a killed writer.
+
+    Call it while holding the lock that serialises writers of ``path``; the age limit keeps even
+    an unlocked writer's file safe. Returns what was removed; errors are ignored (best effort).
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}(?:\.[a-z]+)?\.tmp")
+    removed: list[Path] = []
+    cutoff = time.time() - older_than
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 def atomic_write(

@@ -16,12 +16,20 @@ from pathlib import Path
 import click
 
 from bulkmeet import __version__
+from bulkmeet.cells import printable
 from bulkmeet.config import Config, load_config
 from bulkmeet.errors import BulkmeetError, ConfigError, ExitStatus, InputError, exit_status_help
 
 log = logging.getLogger("bulkmeet")
 
 EXIT_HELP = exit_status_help()  # generated from ExitStatus, the one home of that text
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Terminal lines with control characters escaped (a cell's ESC sequence stays inert)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 def _setup_logging(quiet: bool, log_file: str | None) -> None:
@@ -31,15 +39,21 @@ def _setup_logging(quiet: bool, log_file: str | None) -> None:
     root.propagate = False
     handler = logging.StreamHandler(sys.stderr)
     tty = sys.stderr.isatty()
-    handler.setFormatter(logging.Formatter("%(message)s" if tty else
-                                           "%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(_PrintableFormatter("%(message)s" if tty else
+                                             "%(asctime)s %(levelname)s %(message)s"))
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
     root.addHandler(handler)
     if log_file:
         path = Path(os.path.expanduser(log_file))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=5,
-                                                  encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=5,
+                                                      encoding="utf-8")
+        except OSError as exc:
+            root.removeHandler(handler)
+            raise InputError(f"Cannot write the log file {path} ({exc.strerror or exc}): make "
+                             "its folder writable, or choose another file with --log-file (or "
+                             "[run] log_file).") from None
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         fh.setLevel(logging.DEBUG)
         root.addHandler(fh)
@@ -60,19 +74,23 @@ def _config_path(schedule: Path, config: str | None) -> Path:
 
 
 def _schedule(path: str) -> Path:
+    from bulkmeet.paths import check_readable_file
+
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: schedule file not found.")
+    check_readable_file(p, "schedule file")  # a FIFO would hang the run for ever
     return p
 
 
-def _maybe_emulator(use: bool, schedule: Path, cfg: Config):
+def _maybe_emulator(use: bool, schedule: Path, cfg: Config, directory: str | None = None):
+    if directory and not use:
+        raise ConfigError("--directory is for --emulator runs: add --emulator, or leave "
+                          "--directory out to use the real tenant.")
     if not use:
         return nullcontext(cfg)
     from bulkmeet.embedded import embedded_emulator, state_path
 
     log.info("starting the embedded emulator (state kept in %s)", state_path(schedule))
-    return embedded_emulator(schedule, cfg)
+    return embedded_emulator(schedule, cfg, Path(directory) if directory else None)
 
 
 class _Stopper:
@@ -144,35 +162,62 @@ def cli() -> None:
               help="Journal of results. Default: NAME.journal.sqlite beside the schedule.")
 @click.option("--emulator", is_flag=True,
               help="Start the embedded Graph emulator and run against it (demo, no Azure needed).")
+@click.option("--directory", "directory", metavar="FILE", type=click.Path(dir_okay=False),
+              help="With --emulator: your own tenant (users, app, access policy) in the "
+                   "emulator's directory format, instead of the demo tenant.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings, errors and the summary line.")
 @click.option("--log-file", metavar="FILE", help="Also log to FILE (rotated at 5 MB, 5 kept).")
 @click.option("--summary-json", metavar="FILE", help="Write the run summary as JSON (monitoring).")
+@click.option("--calendar", "calendars", metavar="DIR",
+              help=".ics calendars, one per organizer and per section. Default: [publish] "
+                   "calendars, else NAME.calendars beside the output.")
+@click.option("--handouts", metavar="DIR",
+              help="A workbook per organizer and mail-merge.csv. Default: [publish] handouts, "
+                   "else NAME.handouts beside the output.")
+@click.option("--report", "run_report", metavar="FILE",
+              help="The one-page HTML run report. Default: NAME.results.html beside the output.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (default: only on a terminal).")
 @click.pass_context
 def run(ctx: click.Context, schedule: str, config_path: str | None, output: str | None,
         sheet: str | None, concurrency: int | None, dry_run: bool, mode: str | None,
-        journal: str | None, emulator: bool, quiet: bool, log_file: str | None,
-        summary_json: str | None, progress: bool | None) -> int:
+        journal: str | None, emulator: bool, directory: str | None, quiet: bool,
+        log_file: str | None, summary_json: str | None, calendars: str | None,
+        handouts: str | None, run_report: str | None, progress: bool | None) -> int:
     """Create or find one Teams meeting per row of SCHEDULE and write the output sheet."""
-    from bulkmeet.pipeline import NORMAL, RunOptions, run_import
+    from dataclasses import replace
+
+    from bulkmeet.paths import check_run_paths
+    from bulkmeet.pipeline import NORMAL, RunOptions, run_import, write_targets
+    from bulkmeet.progress import for_stream
 
     sched = _schedule(schedule)
     cfg = load_config(_config_path(sched, config_path))
+    options = RunOptions(
+        schedule=sched, config=cfg, output=Path(output) if output else None, sheet=sheet,
+        concurrency=concurrency, dry_run=dry_run, mode=mode or NORMAL,
+        journal=Path(journal) if journal else None,
+        summary_json=Path(summary_json) if summary_json else None,
+        argv=tuple(sys.argv[1:]),
+        calendars=Path(calendars) if calendars else None,
+        handouts=Path(handouts) if handouts else None,
+        report=Path(run_report) if run_report else None,
+    )
+    # Before the log file is opened (it could be the schedule itself) and before any meeting.
+    check_run_paths(sched, write_targets(options, log_file or cfg.run.log_file))
     _setup_logging(quiet, log_file or cfg.run.log_file)
-    with _maybe_emulator(emulator and not dry_run, sched, cfg) as cfg, _Stopper() as stopper:
-        options = RunOptions(
-            schedule=sched, config=cfg, output=Path(output) if output else None, sheet=sheet,
-            concurrency=concurrency, dry_run=dry_run, mode=mode or NORMAL,
-            journal=Path(journal) if journal else None, progress=progress,
-            summary_json=Path(summary_json) if summary_json else None,
-            argv=tuple(sys.argv[1:]),
-        )
-        result = run_import(options, stop=stopper.event)
+    with _maybe_emulator(emulator and not dry_run, sched, cfg, None if dry_run else directory
+                         ) as cfg, _Stopper() as stopper:
+        options = replace(options, config=cfg)
+        result = run_import(options, stop=stopper.event,
+                            progress=for_stream(sys.stderr, enabled=progress))
     for note in result.summary.notes:
         log.warning("%s", note)
     click.echo(result.summary.line())
     click.echo(f"Output: {result.output}", err=quiet)
+    if result.published is not None:
+        for label, path in result.published.paths():
+            click.echo(f"{label}: {path}", err=quiet)
     return result.exit_status
 
 
@@ -181,26 +226,27 @@ def run(ctx: click.Context, schedule: str, config_path: str | None, output: str 
 @click.option("--config", "-c", "config_path", metavar="FILE", help="Mapping config (TOML).")
 @click.option("--sheet", metavar="NAME", help="Worksheet to read (xlsx).")
 @click.option("--emulator", is_flag=True,
-              help="Also look the organizers up in the embedded emulator's directory.")
-def validate(schedule: str, config_path: str | None, sheet: str | None, emulator: bool) -> int:
+              help="Also look the organizers up in the embedded emulator's directory; rows whose "
+                   "organizer is not there are invalid.")
+@click.option("--directory", "directory", metavar="FILE", type=click.Path(dir_okay=False),
+              help="With --emulator: your own tenant in the emulator's directory format.")
+def validate(schedule: str, config_path: str | None, sheet: str | None, emulator: bool,
+             directory: str | None) -> int:
     """Check every row of SCHEDULE without sending anything; list problems by row and column."""
     from bulkmeet.pipeline import check_organizers, validate_schedule
+    from bulkmeet.validation import summarise
 
     sched = _schedule(schedule)
     cfg = load_config(_config_path(sched, config_path))
     _setup_logging(True, None)
     the_sheet, the_plan, outcomes = validate_schedule(sched, cfg, sheet)
-    problems = [(row, o.error or o.status) for row, o in sorted(outcomes.items())]
-    if emulator:
-        with _maybe_emulator(True, sched, cfg) as ecfg:
-            problems += check_organizers(the_plan, ecfg)
-        problems.sort(key=lambda p: p[0])
-    for row, message in problems:
-        click.echo(f"{sched}: row {row}: {message}")
-    ok = len(the_plan.requests)
-    click.echo(f"{len(the_sheet.rows)} rows: {ok} ready to send, {len(the_plan.invalid)} invalid, "
-               f"{len(the_plan.duplicates)} duplicate")
-    return ExitStatus.ROWS_FAILED if problems else ExitStatus.OK
+    with _maybe_emulator(emulator, sched, cfg, directory) as ecfg:
+        checked = summarise(len(the_sheet.rows), the_plan, outcomes,
+                            (lambda p: check_organizers(p, ecfg)) if emulator else None)
+    for row, message in checked.problems:
+        click.echo(printable(f"{sched}: row {row}: {message}"))  # cells may hold escape codes
+    click.echo(checked.line())
+    return ExitStatus.ROWS_FAILED if checked.problems else ExitStatus.OK
 
 
 @cli.command()
@@ -262,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         status = ExitStatus.UNUSABLE_INPUT
     except BulkmeetError as exc:
-        click.echo(f"bulkmeet: error: {exc}", err=True)
+        click.echo(f"bulkmeet: error: {printable(str(exc))}", err=True)
         status = exc.exit_status
     except KeyboardInterrupt:
         click.echo("bulkmeet: interrupted.", err=True)

@@ -19,20 +19,20 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bulkmeet import ids, meeting_options
 from bulkmeet.errors import BulkmeetError, ConfigError
+from bulkmeet.filters import SkipRule, parse_skip_rules
+from bulkmeet.ids import EMAIL_RE, GUID_RE  # the rules live in ids; plan and starter read them here
+from bulkmeet.patterns import PatternSettings, parse_pattern_settings
+from bulkmeet.staff import StaffSettings, parse_staff_settings
+from bulkmeet.terms import TermSettings, parse_term_settings
 
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 ROLES = ("attendee", "presenter", "producer", "coorganizer")
 DATE_ORDERS = ("MDY", "DMY")
 
-GUID_RE = re.compile(r"^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$")
-# Pragmatic, not RFC 5322: one @, no spaces or list separators, a dotted domain without empty labels.
-EMAIL_RE = re.compile(
-    r"^[^\s@<>()\[\],;:\"]+@(?!-)[^\s@<>()\[\],;:\"._]+(?:\.[^\s@<>()\[\],;:\"._]+)+$"
-)
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TENANT_RE = re.compile(r"^[A-Za-z0-9.-]+$")  # GUID, contoso.onmicrosoft.com, "organizations"
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,7 @@ class Mapping:
     thread_id: str | None = None  # chatInfo.threadId column (beta only)
     external_id: str | None = None  # column holding the externalId
     keys: tuple[str, ...] = ()  # or: derive a UUIDv5 from these columns + organizer
+    settings: tuple[tuple[str, str], ...] = ()  # (meeting option, column): per-row options
 
     def mapped_columns(self) -> list[tuple[str, str]]:
         """(config key, column name) for every column the mapping reads, subject fields included."""
@@ -170,6 +171,8 @@ class Mapping:
             pairs.append(("attendees", a.column))
         for k in self.keys:
             pairs.append(("keys", k))
+        for option, column in self.settings:
+            pairs.append((f"settings {option}", column))
         return pairs
 
     @property
@@ -180,10 +183,37 @@ class Mapping:
 
 @dataclass(frozen=True)
 class RunSettings:
-    concurrency: int = 4
+    concurrency: int = 4  # requests in flight to start with; the runner adapts from there
+    max_concurrency: int = 32  # ... up to this many while Graph answers cleanly
+    batch: bool = False  # send createOrGet in JSON $batch requests of up to 20 (not proven on real Graph)
     max_attempts: int = 6  # per row, per run, for transient failures
     journal: str | None = None  # default: beside the schedule, NAME.journal.sqlite
     log_file: str | None = None  # rotating log file; None = stderr only
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """[sync]: what a run does with meetings whose rows left the sheet (bulkmeet.sync)."""
+
+    cancel_removed: bool = False  # delete them (else: report them as orphaned)
+    max_cancel_percent: float = 10.0  # refuse to cancel more than this share of the meetings...
+    max_cancel_count: int = 25  # ...or more than this many, in one run (--max-cancel N lifts it)
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    """[publish]: the files for people (bulkmeet.publish): .ics calendars, handouts, run report.
+
+    Folders default to NAME.calendars / NAME.handouts and the report to NAME.results.html, all
+    beside the results file; relative paths here are relative to the config's folder.
+    """
+
+    enabled: bool = True  # false: no calendars, handouts or report
+    calendars: str | None = None  # folder for organizers/*.ics and sections/*.ics
+    handouts: str | None = None  # folder for one workbook per organizer + mail-merge.csv
+    report: str | None = None  # the HTML run report
+    section: tuple[str, ...] = ()  # columns naming a section; default: the keys that are not dates
+    organizer_name: str | None = None  # column with the organizer's name, for handouts
 
 
 @dataclass(frozen=True)
@@ -193,18 +223,42 @@ class Config:
     auth: AuthSettings = field(default_factory=AuthSettings)
     mapping: Mapping = field(default_factory=Mapping)
     run: RunSettings = field(default_factory=RunSettings)
+    # Registrar exports (README "Weekly patterns"): weekly patterns, term dates, staff, skip rules.
+    pattern: PatternSettings | None = None
+    term: TermSettings | None = None
+    staff: StaffSettings | None = None
+    skip: tuple[SkipRule, ...] = ()
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    settings: tuple[tuple[str, Any], ...] = ()  # [settings]: meeting options for every meeting
+    publish: PublishSettings = field(default_factory=PublishSettings)
 
     @property
     def delegated(self) -> bool:
         return self.auth.mode == "delegated"
+
+    def mapped_columns(self) -> list[tuple[str, str]]:
+        """(config key, column) for every sheet column the config reads, in every section."""
+        pairs = self.mapping.mapped_columns()
+        for extra in (self.pattern, self.term):
+            if extra is not None:
+                pairs += extra.mapped_columns()
+        if self.staff is not None:
+            pairs.append(("[staff] column", self.staff.column))
+        pairs += [(f"[[skip]] rule {r.number}", r.column) for r in self.skip]
+        pairs += [("[publish] section", c) for c in self.publish.section]
+        if self.publish.organizer_name:
+            pairs.append(("[publish] organizer_name", self.publish.organizer_name))
+        return pairs
 
     def with_overrides(self, **sections: Any) -> Config:
         """A copy with whole sections or single fields replaced, e.g. for --emulator."""
         return replace(self, **sections)
 
 
-_SECTIONS = {"graph": GraphSettings, "auth": AuthSettings, "mapping": Mapping, "run": RunSettings}
+_SECTIONS = {"graph": GraphSettings, "auth": AuthSettings, "mapping": Mapping, "run": RunSettings,
+             "sync": SyncSettings, "settings": dict, "publish": PublishSettings}
 _TOP_LEVEL_KEYS = ("time_zone",)  # plain keys accepted above the first [section]
+_REGISTRAR_SECTIONS = ("pattern", "term", "staff", "skip")  # parsed by their own modules
 
 
 def _where(path: Path | None) -> str:
@@ -331,15 +385,16 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     for key in data:
         if key in _TOP_LEVEL_KEYS:
             continue
-        if key not in _SECTIONS:
+        if key not in _SECTIONS and key not in _REGISTRAR_SECTIONS:
             if _looks_secret(key):
                 raise ConfigError(
                     f"{where}: '{key}' looks like a secret, and secrets never go in the config "
                     "file: remove it, and use [auth] client_secret_env instead.")
-            close = difflib.get_close_matches(key, list(_SECTIONS) + list(_TOP_LEVEL_KEYS), n=1)
+            close = difflib.get_close_matches(
+                key, list(_SECTIONS) + list(_REGISTRAR_SECTIONS) + list(_TOP_LEVEL_KEYS), n=1)
             hint = ""
             if close:
-                hint = f" Did you mean [{close[0]}]?" if close[0] in _SECTIONS else f" Did you mean '{close[0]}'?"
+                hint = f" Did you mean '{close[0]}'?" if close[0] in _TOP_LEVEL_KEYS else f" Did you mean [{close[0]}]?"
             raise ConfigError(f"{where}: unknown section or key '{key}'.{hint}")
     raw_mapping = data.get("mapping", {})
     if not isinstance(raw_mapping, dict):
@@ -357,8 +412,10 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         mapping_raw["time_zone"] = top
     attendees = _attendees(mapping_raw.pop("attendees", None), path)
     keys = _keys(mapping_raw.pop("keys", None), path)
+    option_columns = meeting_options.parse_columns(mapping_raw.pop("settings", None), where)
     mapping = _build(Mapping, mapping_raw, "mapping", path)
-    mapping = _tidy_mapping(replace(mapping, attendees=attendees, keys=keys))
+    mapping = _tidy_mapping(replace(mapping, attendees=attendees, keys=keys,
+                                    settings=option_columns))
     graph = _build(GraphSettings, data.get("graph", {}), "graph", path)
     if graph.ca_bundle:  # like the other paths in the file: relative to the config's folder
         ca = Path(os.path.expanduser(graph.ca_bundle))
@@ -371,9 +428,70 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         auth=_build(AuthSettings, data.get("auth", {}), "auth", path),
         mapping=mapping,
         run=_build(RunSettings, data.get("run", {}), "run", path),
+        sync=_build(SyncSettings, data.get("sync", {}), "sync", path),
+        publish=_publish(data.get("publish", {}), path),
+        settings=meeting_options.parse_config_table(data.get("settings", {}), where),
+        **_registrar_sections(data, path, mapping.date_order),
     )
     validate_config(cfg)
     return cfg
+
+
+def _publish(raw: Any, path: Path | None) -> PublishSettings:
+    """[publish]: ``section`` is one column or a list; relative paths are the config's folder's."""
+    table = dict(raw) if isinstance(raw, dict) else raw
+    section = table.pop("section", None) if isinstance(table, dict) else None
+    settings = _build(PublishSettings, table, "publish", path)
+    if section is not None:
+        items = [section] if isinstance(section, str) else section
+        if not isinstance(items, list) or not all(isinstance(c, str) and c.strip() for c in items):
+            raise ConfigError(f"{_where(path)}: [publish] section must be a column name or a list "
+                              "of them, e.g. section = [\"CRN\"].")
+        settings = replace(settings, section=tuple(c.strip() for c in items))
+    for key in ("calendars", "handouts", "report"):
+        value = getattr(settings, key)
+        if value and path is not None and not Path(os.path.expanduser(value)).is_absolute():
+            settings = replace(settings, **{key: str(path.parent / os.path.expanduser(value))})
+    return settings
+
+
+def _registrar_sections(data: dict[str, Any], path: Path | None, date_order: str) -> dict[str, Any]:
+    """[pattern], [term], [staff] and [[skip]], each parsed by the module that uses it."""
+    where, base = _where(path), (path.parent if path is not None else None)
+    out: dict[str, Any] = {"skip": parse_skip_rules(data.get("skip"), where)}
+    if "pattern" in data:
+        out["pattern"] = parse_pattern_settings(data["pattern"], where)
+    if "term" in data:
+        out["term"] = parse_term_settings(data["term"], where, base, date_order)
+    if "staff" in data:
+        out["staff"] = parse_staff_settings(data["staff"], where, base)
+    return out
+
+
+def _check_registrar(cfg: Config, where: str) -> None:
+    """Contradictions between [pattern]/[term]/[staff] and [mapping]."""
+    m = cfg.mapping
+    if cfg.pattern is not None:
+        dated = [k for k in ("start", "end", "date", "start_time", "end_time") if getattr(m, k)]
+        if dated:
+            raise ConfigError(
+                f"{where}: [mapping] {dated[0]} and [pattern] cannot both say when classes meet: "
+                "with [pattern] the dates come from [term] and the times from [pattern] "
+                "start_time/end_time; remove date/start/end/start_time/end_time from [mapping].")
+        if cfg.term is None:
+            raise ConfigError(
+                f"{where}: [pattern] needs [term] to say which days the term has: first_day and "
+                "last_day, or column = \"Part of Term\" with its parts (README \"Term dates\").")
+        if not m.keys:
+            raise ConfigError(
+                f"{where}: [pattern] needs [mapping] keys = [\"CRN\"] (the columns that identify "
+                "a section); bulkmeet adds the class day itself.")
+    elif cfg.term is not None:
+        raise ConfigError(f"{where}: [term] is used only with [pattern] (the days and times "
+                          "columns of a weekly pattern); add [pattern] or remove [term].")
+    if cfg.staff is not None and (m.organizer or m.organizer_fixed):
+        raise ConfigError(f"{where}: organizers come from [staff] or from [mapping] "
+                          "organizer/organizer_fixed, not both; remove one.")
 
 
 def _tidy_mapping(m: Mapping) -> Mapping:
@@ -402,15 +520,12 @@ def validate_config(cfg: Config) -> None:
     _check_urls(cfg, where)
     if cfg.graph.connect_timeout <= 0 or cfg.graph.read_timeout <= 0:
         raise ConfigError(f"{where}: [graph] connect_timeout and read_timeout must be more than 0 seconds.")
-    if cfg.auth.tenant_id and not _TENANT_RE.match(cfg.auth.tenant_id):
-        raise ConfigError(
-            f"{where}: [auth] tenant_id \"{cfg.auth.tenant_id}\" is not a tenant id: use the "
-            "Directory (tenant) ID GUID from the app registration's Overview page, or the "
-            "tenant's domain (contoso.onmicrosoft.com).")
-    if cfg.auth.client_id and not GUID_RE.match(cfg.auth.client_id):
-        raise ConfigError(
-            f"{where}: [auth] client_id \"{cfg.auth.client_id}\" is not a GUID: use the "
-            "Application (client) ID from the app registration's Overview page.")
+    problem = cfg.auth.tenant_id.strip() and ids.tenant_error(
+        "[auth] tenant_id", cfg.auth.tenant_id, delegated=cfg.delegated)
+    problem = problem or (cfg.auth.client_id.strip() and ids.client_id_error(
+        "[auth] client_id", cfg.auth.client_id))
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
     for key in ("client_secret_env", "certificate_password_env"):
         value = getattr(cfg.auth, key)
         if value is not None and not _ENV_NAME_RE.match(value):
@@ -422,7 +537,8 @@ def validate_config(cfg: Config) -> None:
             f"{where}: [mapping] thread_id (chatInfo) works only with the beta API: "
             "set api_version = \"beta\" in [graph], or remove thread_id."
         )
-    if not cfg.delegated and not (m.organizer or m.organizer_fixed):
+    _check_registrar(cfg, where)
+    if not cfg.delegated and not (m.organizer or m.organizer_fixed or cfg.staff):
         raise ConfigError(
             f"{where}: [mapping] needs 'organizer' (a column) or 'organizer_fixed' with an app "
             "token; or set mode = \"delegated\" in [auth] to create meetings as yourself."
@@ -482,8 +598,20 @@ def validate_config(cfg: Config) -> None:
         ) from None
     if cfg.run.concurrency < 1:
         raise ConfigError(f"{where}: [run] concurrency must be at least 1.")
+    if not 1 <= cfg.run.max_concurrency <= 256:
+        raise ConfigError(f"{where}: [run] max_concurrency must be between 1 and 256 (it is "
+                          f"{cfg.run.max_concurrency}).")
     if cfg.run.max_attempts < 1:
         raise ConfigError(f"{where}: [run] max_attempts must be at least 1.")
+    if not 0 <= cfg.sync.max_cancel_percent <= 100 or cfg.sync.max_cancel_count < 0:
+        raise ConfigError(f"{where}: [sync] max_cancel_percent must be between 0 and 100 and "
+                          "max_cancel_count at least 0.")
+    if dict(cfg.settings).get("allowedPresenters") == "roleIsPresenter" and not m.attendees:
+        raise ConfigError(
+            f"{where}: [settings] allowedPresenters = \"roleIsPresenter\" lets only attendees "
+            "with the presenter role present, but [mapping] has no attendees: add an attendee "
+            "column with role = \"presenter\" (e.g. attendees = [{column = \"TA\", role = "
+            "\"presenter\"}]), or choose \"organizer\".")
 
 
 def _zone_names() -> list[str]:

@@ -4,6 +4,12 @@ So a new user sees the whole job work before they have an Azure app. The emulato
 beside the schedule (NAME.emulator-state.json), so a second run sees the meetings the first one
 made, as a real tenant would. The config's Graph and identity settings are pointed at it and the
 demo app's credentials are used; the mapping is the user's own.
+
+``directory`` (``--directory FILE``) replaces the demo tenant with the user's own, in the
+emulator's format (README "The directory file"): their real teachers' UPNs, licences and access
+policy, so a real config can be tried end to end on this machine. The tenant is the one with the
+config's ``tenant_id`` if the file has it, else the first; the app is the config's ``client_id``
+if that app has a secret in the file, else the tenant's first app with a secret.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bulkmeet.config import Config
+from bulkmeet.errors import InputError
 
 SECRET_ENV = "BULKMEET_EMULATOR_SECRET"
 DEMO_DIRECTORY = Path(__file__).parent / "emulator" / "demo_directory.json"
@@ -24,20 +31,46 @@ def state_path(schedule: Path) -> Path:
     return schedule.with_name(schedule.stem + ".emulator-state.json")
 
 
+def _tenant_and_app(config: Config, directory: Path | None) -> tuple[str, str, str]:
+    """(tenant id, client id, secret) the embedded run signs in with."""
+    if directory is None:
+        tenant = json.loads(DEMO_DIRECTORY.read_text())["tenants"][0]
+        app = tenant["apps"][0]
+        return tenant["id"], app["clientId"], app["secret"]
+    from bulkmeet.emulator.directory import DirectoryError, load_directory
+
+    try:
+        loaded = load_directory(directory)
+    except DirectoryError as exc:
+        raise InputError(f"--directory: {exc}") from None
+    wanted = config.auth.tenant_id.lower()
+    tenant_ = next((t for t in loaded.tenants if t.id == wanted), loaded.tenants[0])
+    apps = [a for a in tenant_.apps if a.secret and not a.secret_expired]
+    app_ = next((a for a in apps if a.client_id == config.auth.client_id.lower()),
+                apps[0] if apps else None)
+    if app_ is None or app_.secret is None:
+        raise InputError(
+            f"{directory}: tenant {tenant_.id} has no app with a secret, so the embedded emulator "
+            "cannot sign in: add an app with \"secret\", \"roles\": [\"OnlineMeetings.ReadWrite.All\", "
+            "\"User.Read.All\"] and an \"accessPolicy\" (README \"The directory file\").")
+    return tenant_.id, app_.client_id, app_.secret
+
+
 @contextmanager
-def embedded_emulator(schedule: Path, config: Config) -> Iterator[Config]:
+def embedded_emulator(schedule: Path, config: Config, directory: Path | None = None
+                      ) -> Iterator[Config]:
     from bulkmeet.emulator import Emulator, EmulatorOptions
 
-    tenant = json.loads(DEMO_DIRECTORY.read_text())["tenants"][0]
-    app = tenant["apps"][0]
-    with Emulator(EmulatorOptions(state_path=state_path(schedule))) as emu:
-        os.environ[SECRET_ENV] = app["secret"]  # this process only; the demo app's emulator secret
+    tenant_id, client_id, secret = _tenant_and_app(config, directory)
+    options = EmulatorOptions(state_path=state_path(schedule), directory=directory)
+    with Emulator(options) as emu:
+        os.environ[SECRET_ENV] = secret  # this process only; the emulator app's secret
         try:
             yield replace(
                 config,
                 graph=replace(config.graph, base_url=emu.base_url, ca_bundle=str(emu.ca_path)),
-                auth=replace(config.auth, mode="app", tenant_id=tenant["id"],
-                             client_id=app["clientId"], authority_host=emu.base_url,
+                auth=replace(config.auth, mode="app", tenant_id=tenant_id,
+                             client_id=client_id, authority_host=emu.base_url,
                              client_secret_env=SECRET_ENV, client_secret_file=None,
                              certificate_path=None),
             )

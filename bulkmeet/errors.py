@@ -43,6 +43,14 @@ class ExitStatus(IntEnum):
     WRITE_FAILED = (6, "the journal or the output sheet could not be written (disk full, "
                        "permissions)",
                     "free space or fix permissions, run again: nothing is lost")
+    CHANGES_PENDING = (7, "every row is done, but changes are pending that this run did not "
+                          "apply: meetings of removed rows are still in Teams (orphaned)",
+                       "read the Removed sheet; cancel them with --cancel-removed (or [sync] "
+                       "cancel_removed = true), or put the rows back")
+    CANCEL_REFUSED = (8, "nothing was cancelled: more meetings would have been cancelled than "
+                         "the safety limit allows",
+                      "check that the export is complete; if the cancels are right, run again "
+                      "with --max-cancel N (the message gives N)")
     INTERNAL_ERROR = (70, "internal error (a bug)",
                       "report it with the log file")
 
@@ -83,6 +91,12 @@ class LockedError(BulkmeetError):
     """Another run is working on the same schedule (cron overlap)."""
 
     exit_status = ExitStatus.LOCKED
+
+
+class WriteError(BulkmeetError):
+    """A file bulkmeet must write (journal, output, lock) cannot be: disk full, permissions."""
+
+    exit_status = ExitStatus.WRITE_FAILED
 
 
 class UnsafeURLError(ConfigError):

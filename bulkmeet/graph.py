@@ -1,16 +1,16 @@
 """Talking to Microsoft Graph: one createOrGet or user lookup per call, no retry policy.
 
 ``GraphGateway`` is the seam (as in pip-tools): the runner only knows this interface. ``HttpGraph``
-is the real implementation over requests; ``FakeGraph`` is an in-memory one with Graph's
-createOrGet semantics, used by fast tests of the runner's retry and concurrency logic. Retrying,
-pacing and throttling live in ``runner``; turning Graph's answers into sentences lives here,
-because only here do we know what each Graph error means for an ops user.
+is the real implementation, over urllib3; the tests' ``FakeGraph`` (tests/fakes.py) is an
+in-memory one with Graph's createOrGet semantics, used by fast tests of the runner's retry and
+concurrency logic. Retrying, pacing and throttling live in ``runner``; turning Graph's answers
+into sentences lives here, because only here do we know what each Graph error means for an ops
+user.
 """
 from __future__ import annotations
 
 import json
 import os
-import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -98,14 +98,37 @@ class GraphGateway(ABC):
     def get_user(self, upn: str) -> GraphResponse:
         """GET /users/{upn}?$select=id — resolves a UPN to the object id createOrGet needs."""
 
+    @abstractmethod
+    def get_meeting(self, organizer_id: str | None, meeting_id: str) -> GraphResponse:
+        """GET .../onlineMeetings/{id}: 200 with the meeting, 404 when it is gone."""
+
+    @abstractmethod
+    def update_meeting(self, organizer_id: str | None, meeting_id: str,
+                       body: Mapping[str, Any]) -> GraphResponse:
+        """PATCH .../onlineMeetings/{id}: 200 with the updated meeting (bulkmeet.sync checks it)."""
+
+    @abstractmethod
+    def delete_meeting(self, organizer_id: str | None, meeting_id: str) -> GraphResponse:
+        """DELETE .../onlineMeetings/{id}: 204, no body."""
+
     def describe(self) -> str:
         return type(self).__name__
+
+    def close(self) -> None:
+        """Release connections (the pipeline calls it when a run ends). Nothing to release here."""
+        return None
 
 
 def create_or_get_path(organizer_id: str | None) -> str:
     if organizer_id is None:
         return "/me/onlineMeetings/createOrGet"
     return f"/users/{quote(organizer_id, safe='')}/onlineMeetings/createOrGet"
+
+
+def meeting_path(organizer_id: str | None, meeting_id: str) -> str:
+    """``/users/{id}/onlineMeetings/{meetingId}``, or ``/me/...`` with a delegated token."""
+    owner = "/me" if organizer_id is None else f"/users/{quote(organizer_id, safe='')}"
+    return f"{owner}/onlineMeetings/{quote(meeting_id, safe='')}"
 
 
 class HttpGraph(GraphGateway):
@@ -148,6 +171,16 @@ class HttpGraph(GraphGateway):
 
     def get_user(self, upn: str) -> GraphResponse:
         return self._send("GET", f"/users/{quote(upn, safe='@')}?$select=id", None)
+
+    def get_meeting(self, organizer_id: str | None, meeting_id: str) -> GraphResponse:
+        return self._send("GET", meeting_path(organizer_id, meeting_id), None)
+
+    def update_meeting(self, organizer_id: str | None, meeting_id: str,
+                       body: Mapping[str, Any]) -> GraphResponse:
+        return self._send("PATCH", meeting_path(organizer_id, meeting_id), body)
+
+    def delete_meeting(self, organizer_id: str | None, meeting_id: str) -> GraphResponse:
+        return self._send("DELETE", meeting_path(organizer_id, meeting_id), None)
 
     def describe(self) -> str:
         return self.root
@@ -214,52 +247,6 @@ def pool_for(url: str, ca: str | bool, size: int) -> urllib3.PoolManager:
 def _scrub(exc: BaseException, token: str) -> str:
     text = str(exc) or type(exc).__name__
     return text.replace(token, "[token]")
-
-
-class FakeGraph(GraphGateway):
-    """In-memory Graph with createOrGet's semantics, plus a script of canned failures.
-
-    ``script`` maps an externalId to a list of responses to give (in order) before behaving
-    normally, so a test can say "this row gets 429 then 503 then works".
-    """
-
-    def __init__(self, users: Mapping[str, str] | None = None, delegated: bool = False) -> None:
-        self.users = {k.lower(): v for k, v in (users or {}).items()}  # upn -> object id
-        self.delegated = delegated
-        self.meetings: dict[tuple[str, str], dict[str, Any]] = {}
-        self.script: dict[str, list[GraphResponse]] = {}
-        self.calls: list[tuple[str, str | None, str | None]] = []
-        self._lock = threading.Lock()
-
-    def create_or_get(self, organizer_id: str | None, body: Mapping[str, Any]) -> GraphResponse:
-        ext = str(body.get("externalId", ""))
-        with self._lock:
-            self.calls.append(("createOrGet", organizer_id, ext))
-            queued = self.script.get(ext)
-            if queued:
-                return queued.pop(0)
-            key = (organizer_id or "me", ext)
-            if key in self.meetings:
-                return GraphResponse(200, self.meetings[key], {"request-id": str(uuid.uuid4())})
-            meeting = {
-                "id": f"fake-{len(self.meetings) + 1}",
-                "externalId": ext,
-                "subject": body.get("subject"),
-                "startDateTime": body.get("startDateTime"),
-                "endDateTime": body.get("endDateTime"),
-                "joinWebUrl": f"https://teams.microsoft.com/l/meetup-join/fake-{ext}",
-            }
-            self.meetings[key] = meeting
-            return GraphResponse(201, meeting, {"request-id": str(uuid.uuid4())})
-
-    def get_user(self, upn: str) -> GraphResponse:
-        with self._lock:
-            self.calls.append(("getUser", None, upn))
-        oid = self.users.get(upn.lower())
-        if oid is None:
-            return GraphResponse(404, {"error": {"code": "Request_ResourceNotFound",
-                                                 "message": f"Resource '{upn}' does not exist."}})
-        return GraphResponse(200, {"id": oid})
 
 
 # ---------------------------------------------------------------------------------------------

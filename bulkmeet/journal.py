@@ -43,14 +43,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bulkmeet.errors import BulkmeetError, ExitStatus, InputError, LockedError
-from bulkmeet.models import CREATED, EXISTING, MeetingInfo, MeetingResult
+from bulkmeet.errors import BulkmeetError, ExitStatus, InputError, LockedError, WriteError
+from bulkmeet.models import CREATED, EXISTING, UPDATED, MeetingInfo, MeetingResult, MeetingState
+from bulkmeet.sync import ACTIVE, CANCELLED, DELETING, JournalledMeeting
 
 __all__ = ["Journal", "JournalWriteError", "default_journal_path", "lock_path_for"]
 
-SCHEMA_VERSION = 1
+# Format 1: results only. Format 2 adds ``meetings`` (the state Graph last confirmed for each
+# meeting, which sync compares the sheet with) and ``operations`` (every PATCH and DELETE, sent
+# and answered). A format-1 journal is upgraded in place when opened; see ``_migrate``.
+SCHEMA_VERSION = 2
 JOURNAL_SUFFIX = ".journal.sqlite"
-OK_STATUSES = (CREATED, EXISTING)
+OK_STATUSES = (CREATED, EXISTING, UPDATED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -93,7 +97,10 @@ CREATE TABLE IF NOT EXISTS results (
     request_id      TEXT,
     attempts        INTEGER NOT NULL,
     warning         TEXT,
-    recorded_at     TEXT NOT NULL
+    recorded_at     TEXT NOT NULL,
+    options_url     TEXT,
+    toll_free_number TEXT,
+    changes         TEXT
 );
 CREATE INDEX IF NOT EXISTS results_key ON results (organizer, external_id, id);
 CREATE TABLE IF NOT EXISTS organizers (
@@ -103,11 +110,44 @@ CREATE TABLE IF NOT EXISTS organizers (
 ) WITHOUT ROWID;
 """
 
+# Format 2. ``meetings`` is updated in place (it is the current state, not a log); it changes only
+# when Graph confirmed something: a createOrGet answer, a PATCH answer showing the new values, a
+# DELETE's 204. ``operations`` is the log of PATCH/DELETE, so support can see what was sent.
+_SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS meetings (
+    organizer    TEXT NOT NULL,
+    external_id  TEXT NOT NULL,
+    meeting_id   TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    join_url     TEXT,
+    fingerprint  TEXT,
+    row          INTEGER,
+    version      INTEGER NOT NULL DEFAULT 0,
+    updated_at   TEXT NOT NULL,
+    PRIMARY KEY (organizer, external_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS operations (
+    id           INTEGER PRIMARY KEY,
+    run_id       INTEGER,
+    organizer    TEXT NOT NULL,
+    external_id  TEXT NOT NULL,
+    meeting_id   TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    outcome      TEXT NOT NULL,
+    detail       TEXT,
+    http_status  INTEGER,
+    request_id   TEXT,
+    recorded_at  TEXT NOT NULL
+);
+"""
+_RESULTS_ADDED_IN_2 = ("options_url", "toll_free_number", "changes")
+
 _RESULT_FIELDS = (
     "organizer", "external_id", "status", "fingerprint", "http_status", "has_meeting",
     "meeting_id", "join_url", "join_meeting_id", "passcode", "dialin_url", "conference_id",
     "toll_number", "start_utc", "end_utc", "subject", "error", "error_code", "request_id",
-    "attempts", "warning", "recorded_at",
+    "attempts", "warning", "recorded_at", "options_url", "toll_free_number", "changes",
 )
 _INSERT = (
     f"INSERT INTO results (run_id, {', '.join(_RESULT_FIELDS)}) "
@@ -126,6 +166,24 @@ _EFFECTIVE_ID = f"""
             AND s.fingerprint = n.fingerprint AND s.status IN {_OK}),
         n.id) END
 """
+
+# A createOrGet answer is what the meeting is now: the row of ``meetings`` takes it whole. The
+# version (confirmed changes of subject or time) carries on only while it is the same meeting.
+_UPSERT_MEETING = """
+INSERT INTO meetings (organizer, external_id, meeting_id, status, state, join_url, fingerprint,
+                      row, version, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
+ON CONFLICT (organizer, external_id) DO UPDATE SET
+    meeting_id = excluded.meeting_id, status = excluded.status, state = excluded.state,
+    join_url = excluded.join_url, fingerprint = excluded.fingerprint,
+    row = COALESCE(excluded.row, meetings.row),
+    version = CASE WHEN meetings.meeting_id = excluded.meeting_id THEN meetings.version ELSE 0 END,
+    updated_at = excluded.updated_at
+"""
+_OPERATION = (
+    "INSERT INTO operations (run_id, organizer, external_id, meeting_id, kind, outcome, detail, "
+    "http_status, request_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class JournalWriteError(BulkmeetError):
@@ -225,10 +283,10 @@ class _RunLock:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise InputError(
-                f"Cannot create the lock file {path} ({exc.strerror}). bulkmeet keeps its journal "
-                "and lock beside the schedule: make that folder writable, or point [run] journal "
-                "at a writable folder."
+            raise WriteError(
+                f"Cannot create the lock file {path} ({exc.strerror}). bulkmeet keeps its locks "
+                "beside the journal and the output sheet: make that folder writable, or point "
+                "--journal ([run] journal) or --output at a writable folder."
             ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -292,6 +350,9 @@ class _RunLock:
         # The lock file is left in place: deleting it would let a third run lock a new inode
         # while a second one still waits on the old one.
         os.close(fd)  # closing the last descriptor releases the flock
+
+
+RunLock = _RunLock  # also locks the output sheet (bulkmeet.paths), so one rule for both locks
 
 
 def _prepare_folder(path: Path) -> None:
@@ -374,27 +435,56 @@ class Journal:
                 )
         from bulkmeet import __version__
 
-        # One transaction, so two processes creating the same new journal agree on one version
-        # row. (executescript would commit an open transaction first, so BEGIN goes inside it.)
+        # One transaction, so two processes creating (or upgrading) the same journal agree on
+        # one version row.
+        db.execute("BEGIN IMMEDIATE")
         try:
-            db.executescript(
-                "BEGIN IMMEDIATE;" + _SCHEMA
-                + f"INSERT INTO schema_version SELECT {SCHEMA_VERSION}, '{_utc_now()}', "
-                f"'bulkmeet {__version__}' WHERE NOT EXISTS (SELECT 1 FROM schema_version);"
-                "COMMIT;"
-            )
+            for statement in (_SCHEMA + _SCHEMA_2).split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            self._migrate(f"bulkmeet {__version__}")
+            db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
 
-    def _unusable(self, exc: sqlite3.Error) -> InputError:
+    def _migrate(self, who: str) -> None:
+        """Bring a format-1 journal to format 2 (inside the opening transaction).
+
+        Format 1 kept each createOrGet result but not the state of the meeting, so each meeting
+        it knows becomes a ``meetings`` row with the subject and times Graph answered and the
+        attendees and options marked unknown. Sync then re-sends the attendee list only for
+        rows that changed since (an unchanged row's list is what created the meeting).
+        """
+        db = self._db
+        columns = {r[1] for r in db.execute("PRAGMA table_info(results)")}
+        for column in _RESULTS_ADDED_IN_2:
+            if column not in columns:
+                db.execute(f"ALTER TABLE results ADD COLUMN {column} TEXT")
+        (version,) = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        if version is not None and version >= SCHEMA_VERSION:
+            return
+        if version is not None:
+            now = _utc_now()
+            for result in self._latest(db).values():
+                m = result.meeting
+                if not result.ok or m is None or not m.meeting_id:
+                    continue
+                db.execute(_UPSERT_MEETING, (
+                    result.organizer, result.external_id, m.meeting_id, ACTIVE,
+                    MeetingState.from_info(m).to_json(), m.join_url, result.fingerprint, None,
+                    now))
+        db.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
+                   (SCHEMA_VERSION, _utc_now(), who))
+
+    def _unusable(self, exc: sqlite3.Error) -> BulkmeetError:
         reason = str(exc) or type(exc).__name__
         damaged = getattr(exc, "sqlite_errorname", "") in (
             "SQLITE_CORRUPT", "SQLITE_NOTADB"
         )
-        if not damaged:
-            return InputError(
+        if not damaged:  # read-only, disk full, I/O error: WRITE_FAILED, as the README says
+            return JournalWriteError(
                 f"Cannot use the journal {self.path} ({reason}). Check that its folder exists and "
                 "is writable and that no other program holds the file, or set [run] journal to "
                 "another path."
@@ -459,22 +549,55 @@ class Journal:
     # -- writing ---------------------------------------------------------------------------------
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        return self._write_all([(sql, params)])
+
+    def _write_all(self, statements: list[tuple[str, tuple[Any, ...]]]) -> int:
+        """Run the statements in one transaction (all or none); the last one's row id."""
         with self._lock:
             if self._db is None:
                 raise JournalWriteError(f"The journal {self.path} is already closed.")
+            db = self._db
             try:
-                return self._db.execute(sql, params).lastrowid or 0
+                if len(statements) == 1:
+                    return db.execute(*statements[0]).lastrowid or 0
+                db.execute("BEGIN IMMEDIATE")
+                last = 0
+                for sql, params in statements:
+                    last = db.execute(sql, params).lastrowid or 0
+                db.execute("COMMIT")
+                return last
             except sqlite3.Error as exc:
+                if db.in_transaction:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise JournalWriteError(
                     f"Cannot write to the journal {self.path} ({exc}). Results recorded so far "
                     "are safe; fix the cause (free disk space, check the file is still there) "
                     "and run again to finish the remaining rows."
                 ) from None
 
-    def record(self, result: MeetingResult) -> None:
-        """Store one result; it is committed when this returns. Fills ``recorded_at`` if empty."""
+    def record(self, result: MeetingResult, *, state: MeetingState | None = None,
+               row: int | None = None) -> None:
+        """Store one createOrGet result; committed when this returns. Fills ``recorded_at``.
+
+        A successful one also becomes the meeting's confirmed state in ``meetings`` (``state``:
+        the meeting as Graph answered; without it, what ``MeetingInfo`` holds), in the same
+        transaction, so the two tables never disagree after a kill.
+        """
+        statements = [(_INSERT, self._result_params(result))]
         m = result.meeting
-        params = (
+        if result.ok and m is not None and m.meeting_id:
+            statements.append((_UPSERT_MEETING, (
+                result.organizer, result.external_id, m.meeting_id, ACTIVE,
+                (state or MeetingState.from_info(m)).to_json(), m.join_url, result.fingerprint,
+                row, result.recorded_at or _utc_now())))
+        self._write_all(statements)
+
+    def _result_params(self, result: MeetingResult) -> tuple[Any, ...]:
+        m = result.meeting
+        return (
             self._run_id,
             result.organizer,
             result.external_id,
@@ -498,8 +621,94 @@ class Journal:
             int(result.attempts),
             result.warning,
             result.recorded_at or _utc_now(),
+            m.options_url if m else None,
+            m.toll_free_number if m else None,
+            result.changes,
         )
-        self._write(_INSERT, params)
+
+    # -- updates and cancels (format 2) ------------------------------------------------------------
+
+    def _operation(self, m: JournalledMeeting, kind: str, outcome: str, detail: str | None,
+                   http_status: int | None = None, request_id: str | None = None
+                   ) -> tuple[str, tuple[Any, ...]]:
+        return (_OPERATION, (self._run_id, m.organizer, m.external_id, m.meeting_id, kind,
+                             outcome, detail, http_status, request_id, _utc_now()))
+
+    def update_sent(self, meeting: JournalledMeeting, body: str) -> None:
+        """Log a PATCH before it goes out (support can see what was sent if the run dies)."""
+        self._write_all([self._operation(meeting, "update", "sent", body)])
+
+    def update_confirmed(self, meeting: JournalledMeeting, state: MeetingState,
+                         result: MeetingResult, *, row: int | None = None) -> None:
+        """Graph answered the PATCH with the new values: that is the meeting's state now.
+
+        Call only after checking the answer (``sync.unconfirmed``); ``result`` (status
+        ``updated``) is what the output sheet shows for the row from now on.
+        """
+        old = meeting.state
+        moved = (old.subject, old.start, old.end) != (state.subject, state.start, state.end)
+        self._write_all([
+            (_INSERT, self._result_params(result)),
+            ("UPDATE meetings SET state = ?, fingerprint = ?, row = COALESCE(?, row), "
+             "version = version + ?, updated_at = ? WHERE organizer = ? AND external_id = ? "
+             "AND meeting_id = ?",
+             (state.to_json(), result.fingerprint, row, 1 if moved else 0, _utc_now(),
+              meeting.organizer, meeting.external_id, meeting.meeting_id)),
+            self._operation(meeting, "update", "confirmed", result.changes,
+                            result.http_status, result.request_id),
+        ])
+
+    def operation_failed(self, meeting: JournalledMeeting, kind: str, detail: str,
+                         result: MeetingResult | None = None) -> None:
+        """A PATCH or DELETE that Graph refused or never answered: the state stays as it was."""
+        statements = []
+        if result is not None:
+            statements.append((_INSERT, self._result_params(result)))
+        statements.append(self._operation(
+            meeting, kind, "failed", detail, result.http_status if result else None,
+            result.request_id if result else None))
+        self._write_all(statements)
+
+    def delete_sent(self, meeting: JournalledMeeting) -> None:
+        """Mark the meeting DELETING before the DELETE goes out: a run killed now finishes the
+        cancel next time (a repeated DELETE answers 404, which counts as done), and never
+        mistakes the meeting for one still active."""
+        self._write_all([
+            ("UPDATE meetings SET status = ?, updated_at = ? WHERE organizer = ? AND "
+             "external_id = ? AND meeting_id = ?",
+             (DELETING, _utc_now(), meeting.organizer, meeting.external_id, meeting.meeting_id)),
+            self._operation(meeting, "delete", "sent", None),
+        ])
+
+    def delete_confirmed(self, meeting: JournalledMeeting, *, http_status: int | None,
+                         request_id: str | None = None) -> None:
+        self._write_all([
+            ("UPDATE meetings SET status = ?, updated_at = ? WHERE organizer = ? AND "
+             "external_id = ? AND meeting_id = ?",
+             (CANCELLED, _utc_now(), meeting.organizer, meeting.external_id,
+              meeting.meeting_id)),
+            self._operation(meeting, "delete", "confirmed", None, http_status, request_id),
+        ])
+
+    def forget(self, meeting: JournalledMeeting, detail: str) -> None:
+        """Graph says the meeting is gone (404 to a PATCH or GET): the next run re-creates it."""
+        self._write_all([
+            ("UPDATE meetings SET status = ?, updated_at = ? WHERE organizer = ? AND "
+             "external_id = ? AND meeting_id = ?",
+             (CANCELLED, _utc_now(), meeting.organizer, meeting.external_id,
+              meeting.meeting_id)),
+            self._operation(meeting, "gone", "confirmed", detail, 404),
+        ])
+
+    def delete_abandoned(self, meeting: JournalledMeeting, detail: str) -> None:
+        """Graph refused the DELETE for good (403...): the meeting is active again, an orphan."""
+        self._write_all([
+            ("UPDATE meetings SET status = ?, updated_at = ? WHERE organizer = ? AND "
+             "external_id = ? AND meeting_id = ? AND status = ?",
+             (ACTIVE, _utc_now(), meeting.organizer, meeting.external_id, meeting.meeting_id,
+              DELETING)),
+            self._operation(meeting, "delete", "failed", detail),
+        ])
 
     def start_run(self, *, schedule: str, argv: list[str]) -> int:
         """Record that a run began; later ``record()`` calls are tied to it. Returns its id."""
@@ -543,13 +752,15 @@ class Journal:
     def _result(row: tuple[Any, ...]) -> MeetingResult:
         (organizer, external_id, status, fingerprint, http_status, has_meeting, meeting_id,
          join_url, join_meeting_id, passcode, dialin_url, conference_id, toll_number, start_utc,
-         end_utc, subject, error, error_code, request_id, attempts, warning, recorded_at) = row
+         end_utc, subject, error, error_code, request_id, attempts, warning, recorded_at,
+         options_url, toll_free_number, changes) = row
         meeting = None
         if has_meeting:
             meeting = MeetingInfo(
                 meeting_id=meeting_id, join_url=join_url, join_meeting_id=join_meeting_id,
                 passcode=passcode, dialin_url=dialin_url, conference_id=conference_id,
                 toll_number=toll_number, start_utc=start_utc, end_utc=end_utc, subject=subject,
+                options_url=options_url, toll_free_number=toll_free_number,
             )
         return MeetingResult(
             external_id=external_id,
@@ -564,21 +775,59 @@ class Journal:
             attempts=attempts,
             warning=warning,
             recorded_at=recorded_at,
+            changes=changes,
         )
 
     def latest(self) -> dict[tuple[str, str], MeetingResult]:
         """(organizer, externalId) -> the result that counts (see the class docstring)."""
-        rows = self._read(
+        with self._lock:
+            if self._db is None:
+                raise InputError(f"The journal {self.path} is already closed.")
+            try:
+                return self._latest(self._db)
+            except sqlite3.DatabaseError as exc:
+                raise self._unusable(exc) from None
+
+    @classmethod
+    def _latest(cls, db: sqlite3.Connection) -> dict[tuple[str, str], MeetingResult]:
+        rows = db.execute(
             f"""WITH newest AS (SELECT MAX(id) AS id FROM results GROUP BY organizer, external_id),
                      chosen AS (SELECT {_EFFECTIVE_ID} AS id
                                   FROM newest JOIN results n ON n.id = newest.id)
                 {_SELECT} JOIN chosen ON r.id = chosen.id ORDER BY r.id"""
-        )
+        ).fetchall()
         out: dict[tuple[str, str], MeetingResult] = {}
         for row in rows:
-            result = self._result(row)
+            result = cls._result(row)
             out[(result.organizer, result.external_id)] = result
         return out
+
+    def meetings(self) -> dict[tuple[str, str], JournalledMeeting]:
+        """(organizer, externalId) -> the meeting as Graph last confirmed it (cancelled too)."""
+        rows = self._read(
+            "SELECT organizer, external_id, meeting_id, status, state, join_url, fingerprint, "
+            "row, version FROM meetings ORDER BY row, organizer, external_id")
+        out: dict[tuple[str, str], JournalledMeeting] = {}
+        for org, ext, mid, status, state, join_url, fingerprint, row, version in rows:
+            out[(org, ext)] = JournalledMeeting(
+                organizer=org, external_id=ext, meeting_id=mid,
+                state=MeetingState.from_json(state), status=status, join_url=join_url,
+                fingerprint=fingerprint, row=row, version=version)
+        return out
+
+    def meeting_versions(self) -> dict[tuple[str, str], int]:
+        """(organizer, externalId) -> how often Graph confirmed a new subject or time for the
+        meeting (0: never); an .ics SEQUENCE. A re-created meeting starts again at 0."""
+        return {(org, ext): int(v) for org, ext, v in
+                self._read("SELECT organizer, external_id, version FROM meetings")}
+
+    def operations(self, organizer: str, external_id: str) -> list[dict[str, Any]]:
+        """Every PATCH/DELETE logged for one key, oldest first (support, tests)."""
+        keys = ("meeting_id", "kind", "outcome", "detail", "http_status", "run_id")
+        rows = self._read(
+            f"SELECT {', '.join(keys)} FROM operations WHERE organizer = ? AND external_id = ? "
+            "ORDER BY id", (organizer, external_id))
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def get(self, organizer: str, external_id: str) -> MeetingResult | None:
         rows = self._read(
@@ -619,7 +868,7 @@ class Journal:
         keys = ("id", "schedule", "argv", "pid", "host", "started_at", "finished_at", "summary")
         out = []
         for row in rows:
-            item = dict(zip(keys, row))
+            item = dict(zip(keys, row, strict=True))
             item["argv"] = json.loads(item["argv"])
             item["summary"] = json.loads(item["summary"]) if item["summary"] else None
             out.append(item)

@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,10 @@ INVALID = "invalid"
 DUPLICATE = "duplicate"
 PLANNED = "planned"  # --dry-run: validated, would be sent
 PENDING = "pending"  # not sent in this run (interrupted); the next run sends it
+UPDATED = "updated"  # the meeting existed and was PATCHed to match the sheet (bulkmeet.sync)
+ORPHANED = "orphaned"  # a meeting this schedule made whose row is gone (Removed sheet)
+CANCELLED = "cancelled"  # such a meeting, deleted with --cancel-removed
+SKIPPED = "skipped"  # a [[skip]] rule matched the row (ARRANGED, cancelled...): not an error
 
 ME = "me"  # organizer value meaning "the signed-in user" (delegated token, /me/...)
 
@@ -52,6 +56,18 @@ def utc_iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def graph_instant(text: object) -> datetime | None:
+    """The inverse of ``utc_iso`` for what Graph sends back (``2027-03-01T14:00:00.0000000Z``,
+    seven fractional digits: Python 3.11's ``fromisoformat`` reads them); None if unreadable."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class MeetingRequest:
     """A createOrGet call planned from one sheet row.
@@ -69,6 +85,15 @@ class MeetingRequest:
     end: datetime | None = None
     attendees: tuple[Attendee, ...] = ()
     thread_id: str | None = None
+    session: int = 0  # which meeting of its source row this is (0 for one meeting per row)
+    # Meeting options (bulkmeet.meeting_options), sorted (name, value): PATCHed after
+    # createOrGet, which ignores them; never part of the createOrGet body.
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def outcome_key(self) -> tuple[int, int]:
+        """The output line this request's outcome goes to: (row, session)."""
+        return (self.row, self.session)
 
     def body(self) -> dict[str, Any]:
         """The JSON body of the createOrGet POST (organizer goes in the path, not the body)."""
@@ -87,7 +112,9 @@ class MeetingRequest:
 
     def fingerprint(self) -> str:
         """Stable hash of everything that would be sent; the journal compares it across runs."""
-        payload = {"organizer": self.organizer, "body": self.body()}
+        payload: dict[str, Any] = {"organizer": self.organizer, "body": self.body()}
+        if self.settings:  # only when set, so rows without options keep their old fingerprint
+            payload["settings"] = [list(item) for item in self.settings]
         raw = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(raw).hexdigest()
 
@@ -109,6 +136,25 @@ class DuplicateRow:
     row: int
     external_id: str
     first_row: int
+    session: int = 0  # a weekly pattern's class day that another row of the section already has
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row a ``[[skip]]`` rule matched; ``rule`` says which, for the output sheet."""
+
+    row: int
+    rule: str
+
+
+@dataclass(frozen=True)
+class SharedRow:
+    """One meeting per section: a further pattern row of a section whose meeting is planned from
+    ``primary_row``. It gets that meeting's outcome and link, and is never a duplicate."""
+
+    row: int
+    external_id: str
+    primary_row: int
 
 
 @dataclass(frozen=True)
@@ -125,6 +171,8 @@ class MeetingInfo:
     start_utc: str | None = None
     end_utc: str | None = None
     subject: str | None = None
+    options_url: str | None = None  # meetingOptionsWebUrl: where the organizer sets the lobby
+    toll_free_number: str | None = None
 
     @classmethod
     def from_graph(cls, meeting: Mapping[str, Any]) -> MeetingInfo:
@@ -141,7 +189,77 @@ class MeetingInfo:
             start_utc=meeting.get("startDateTime"),
             end_utc=meeting.get("endDateTime"),
             subject=meeting.get("subject"),
+            options_url=meeting.get("meetingOptionsWebUrl"),
+            toll_free_number=audio.get("tollFreeNumber"),
         )
+
+
+Attendees = tuple[tuple[str, str], ...]  # sorted (lower-case upn, role)
+
+
+def _utc_text(value: Any) -> str | None:
+    parsed = graph_instant(value)
+    return utc_iso(parsed) if parsed else None
+
+
+@dataclass(frozen=True)
+class MeetingState:
+    """What one meeting is (or should be): the parts bulkmeet sets and compares (bulkmeet.sync).
+
+    Times are UTC text as ``utc_iso`` writes it. ``attendees`` or ``settings`` None means not
+    known (a journal written by bulkmeet before it kept them): the next update sends them.
+    """
+
+    subject: str | None = None
+    start: str | None = None
+    end: str | None = None
+    attendees: Attendees | None = None
+    settings: tuple[tuple[str, Any], ...] | None = None
+
+    @classmethod
+    def from_graph(cls, meeting: Mapping[str, Any]) -> MeetingState:
+        """The state of a meeting as Graph sent it back (createOrGet, GET or PATCH answer)."""
+        from bulkmeet import meeting_options
+
+        participants = meeting.get("participants")
+        attendees: Attendees | None = None
+        if isinstance(participants, Mapping) and isinstance(participants.get("attendees"), list):
+            attendees = tuple(sorted(
+                (str(a.get("upn") or "").lower(), str(a.get("role") or "attendee"))
+                for a in participants["attendees"] if isinstance(a, Mapping)))
+        return cls(subject=meeting.get("subject"), start=_utc_text(meeting.get("startDateTime")),
+                   end=_utc_text(meeting.get("endDateTime")), attendees=attendees,
+                   settings=meeting_options.from_graph(meeting))
+
+    @classmethod
+    def from_info(cls, info: MeetingInfo) -> MeetingState:
+        """What a journal of format 1 knew: subject and times, not attendees or options."""
+        return cls(subject=info.subject, start=_utc_text(info.start_utc),
+                   end=_utc_text(info.end_utc))
+
+    @classmethod
+    def desired(cls, request: MeetingRequest) -> MeetingState:
+        """What the row asks for. Without an end Graph makes the meeting an hour long."""
+        start = utc_iso(request.start) if request.start else None
+        end = request.end or (request.start + timedelta(hours=1) if request.start else None)
+        return cls(subject=request.subject, start=start, end=utc_iso(end) if end else None,
+                   attendees=tuple(sorted((a.upn.lower(), a.role) for a in request.attendees)),
+                   settings=tuple(sorted(request.settings)))
+
+    def to_json(self) -> str:
+        return json.dumps({"subject": self.subject, "start": self.start, "end": self.end,
+                           "attendees": self.attendees, "settings": self.settings},
+                          separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> MeetingState:
+        data = json.loads(text) if text else {}
+        att = data.get("attendees")
+        settings = data.get("settings")
+        return cls(subject=data.get("subject"), start=data.get("start"), end=data.get("end"),
+                   attendees=tuple((str(u), str(r)) for u, r in att) if att is not None else None,
+                   settings=tuple((str(k), v) for k, v in settings) if settings is not None
+                   else None)
 
 
 @dataclass(frozen=True)
@@ -160,25 +278,36 @@ class MeetingResult:
     attempts: int = 0
     warning: str | None = None  # e.g. "the meeting differs from the sheet"
     recorded_at: str = field(default="")
+    changes: str | None = None  # UPDATED: what the PATCH changed, e.g. "start 12:30→14:00"
+    # The meeting as Graph answered (not stored in the results table: the journal keeps it as
+    # the meeting's confirmed state), so comparing results ignores it.
+    state: MeetingState | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
-        return self.status in (CREATED, EXISTING)
+        return self.status in (CREATED, EXISTING, UPDATED)
 
 
 # Columns bulkmeet appends to every input row in the output sheet, in this order. The reader drops
 # them (and REQUEST_COLUMN) when an output sheet is fed back as input.
 RESULT_COLUMNS: tuple[str, ...] = (
-    "externalId", "status", "meetingId", "joinWebUrl", "joinMeetingId", "passcode", "dialinUrl",
+    "sourceRow", "sessionNumber", "externalId", "status", "meetingId", "joinWebUrl", "joinMeetingId", "passcode", "dialinUrl",
     "conferenceId", "tollNumber", "startDateTimeUtc", "endDateTimeUtc", "httpStatus", "error",
-    "requestId", "attempts", "warning",
+    "requestId", "attempts", "warning", "changes",
 )
 REQUEST_COLUMN = "request"  # --dry-run only: the method, path and JSON body that would be sent
 
 
+OutcomeKey = tuple[int, int]  # (source row, session within the row)
+
+
 @dataclass(frozen=True)
 class RowOutcome:
-    """Everything the output sheet says about one input row, whichever run did the work."""
+    """Everything one output line says about an input row, whichever run did the work.
+
+    A classic sheet has one line per row (session 0). A row that expands into several meetings
+    (a weekly pattern) has one line per session, each repeating the row's input values.
+    """
 
     row: int
     status: str  # CREATED | EXISTING | FAILED | INVALID | DUPLICATE | PLANNED | PENDING
@@ -190,10 +319,20 @@ class RowOutcome:
     attempts: int | None = None
     warning: str | None = None
     request: str | None = None  # dry run: "POST /users/{id}/onlineMeetings/createOrGet {json}"
+    session: int = 0  # which meeting of row ``row`` this line is about; (row, session) is the key
+    shared_with: int | None = None  # this row reuses the meeting made for that row (one per section)
+    changes: str | None = None  # what bulkmeet changed in Teams this run ("start 12:30→14:00")
+
+    @property
+    def outcome_key(self) -> OutcomeKey:
+        """Where this outcome goes in the output: one line per key, in sorted order."""
+        return (self.row, self.session)
 
     def result_columns(self) -> dict[str, Any]:
         m = self.meeting
         return {
+            "sourceRow": self.row,  # the input row this line came from (one per session)
+            "sessionNumber": self.session or None,  # 1, 2, ... for a weekly pattern's class days
             "externalId": self.external_id,
             "status": self.status,
             "meetingId": m.meeting_id if m else None,
@@ -210,4 +349,42 @@ class RowOutcome:
             "requestId": self.request_id,
             "attempts": self.attempts,
             "warning": self.warning,
+            "changes": self.changes,
         }
+
+
+@dataclass(frozen=True)
+class PublishedMeeting:
+    """One meeting as the people who attend it need it: what calendars, handouts and the run
+    report are written from (``bulkmeet.publish`` builds these from the run's results).
+
+    ``start``/``end`` are aware datetimes in ``time_zone`` (the schedule's zone: what people read);
+    ``sequence`` counts the changes Graph confirmed for this meeting (RFC 5545 SEQUENCE), so a
+    re-imported calendar replaces the old event; ``stamp`` is when this version was recorded (UTC),
+    so files of an unchanged schedule are byte-identical run after run.
+    """
+
+    organizer: str  # as in the sheet: a UPN, an object id, or ME
+    external_id: str
+    subject: str
+    start: datetime | None
+    end: datetime | None
+    time_zone: str
+    status: str  # created | existing | updated | orphaned | cancelled
+    organizer_name: str = ""  # for greetings; the address when the sheet has no name column
+    section: str = ""  # the section key ("10001"); "" when the config names no section columns
+    join_url: str | None = None
+    join_meeting_id: str | None = None  # the "Meeting ID" people type into Teams
+    passcode: str | None = None
+    toll_number: str | None = None
+    toll_free_number: str | None = None
+    conference_id: str | None = None
+    dialin_url: str | None = None  # page listing local dial-in numbers
+    options_url: str | None = None  # meetingOptionsWebUrl, for the organizer only
+    sequence: int = 0
+    stamp: datetime | None = None
+    rows: tuple[int, ...] = ()  # sheet rows that share this meeting
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == CANCELLED

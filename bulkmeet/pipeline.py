@@ -1,26 +1,37 @@
 """The main job as a library call: sheet in, meetings created, journal written, output sheet out.
 
 The CLI parses arguments and calls ``run_import`` / ``validate_schedule``; tests and benchmarks call
-them too. Data flows one way: sheets -> plan -> journal (skip what is done) -> runner -> journal
-(each result at once) -> report.
+them too. Data flows one way, one named step each:
+
+    plan_schedule      sheet -> plan (invalid and duplicate rows become ``static_outcomes``)
+    _dry_run           --dry-run: every planned row with the request it would send; stop
+    _select            journal -> what still needs sending (new, failed, changed rows)
+    _send              resolve organizers, run the createOrGet operations, record each result
+                       in the journal at once (``_Recorder``), collect per-organizer notes
+    _mark_unsent       rows left unsent become pending
+    _summary/_finish   counts, output sheet, summary JSON
+
+Outcomes are keyed by ``RowOutcome.outcome_key`` = (row, session): one output line each. The
+caller hands in a ``progress.Progress`` (the CLI picks a bar or log lines); the pipeline never
+looks at terminals.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from bulkmeet import journal as journals
+from bulkmeet import paths, publish, report, sheets
 from bulkmeet import plan as planning
-from bulkmeet import report, sheets
-from bulkmeet.atomic import atomic_write
+from bulkmeet.atomic import atomic_write, remove_stale_temp_files
 from bulkmeet.config import Config
 from bulkmeet.errors import AuthError, ExitStatus
 from bulkmeet.graph import GraphGateway, HttpGraph, create_or_get_path
@@ -33,16 +44,21 @@ from bulkmeet.models import (
     ME,
     PENDING,
     PLANNED,
+    SKIPPED,
     MeetingRequest,
     MeetingResult,
+    OutcomeKey,
     RowOutcome,
     Sheet,
 )
+from bulkmeet.progress import NoProgress, Progress
 from bulkmeet.runner import GUID, RetryPolicy, Runner, resolve_organizers
 
 log = logging.getLogger(__name__)
 
 NORMAL, FULL, RETRY_FAILED = "normal", "full", "retry-failed"
+
+Outcomes = dict[OutcomeKey, RowOutcome]
 
 
 @dataclass(frozen=True)
@@ -55,9 +71,16 @@ class RunOptions:
     dry_run: bool = False
     mode: str = NORMAL  # NORMAL | FULL (re-send everything) | RETRY_FAILED (only failed rows)
     journal: Path | None = None
-    progress: bool | None = None  # None: a bar only when stderr is a terminal
     summary_json: Path | None = None
     argv: tuple[str, ...] = ()
+    calendars: Path | None = None  # .ics folder (default: [publish], else beside the output)
+    handouts: Path | None = None  # handouts folder (likewise)
+    report: Path | None = None  # the HTML run report (likewise)
+
+    def publish_targets(self) -> publish.Targets:
+        output = self.output or report.default_output_path(self.schedule)
+        return publish.Targets.for_run(output, self.config.publish, calendars=self.calendars,
+                                       handouts=self.handouts, report=self.report)
 
 
 @dataclass
@@ -65,7 +88,18 @@ class RunOutcome:
     summary: report.RunSummary
     exit_status: ExitStatus
     output: Path
-    outcomes: dict[int, RowOutcome] = field(default_factory=dict)
+    outcomes: Outcomes = field(default_factory=dict)
+    published: publish.Published | None = None  # calendars, handouts, run report
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What the sending step reports back to the summary."""
+
+    requests: int = 0
+    throttled: int = 0
+    interrupted: bool = False
+    notes: tuple[str, ...] = ()
 
 
 def _now() -> str:
@@ -80,19 +114,38 @@ def plan_schedule(schedule: Path, config: Config, sheet_name: str | None = None
     return sheet, planning.plan_rows(sheet, config)
 
 
-def static_outcomes(the_plan: planning.Plan) -> dict[int, RowOutcome]:
+def static_outcomes(the_plan: planning.Plan) -> Outcomes:
     """Outcomes known before any call: invalid and duplicate rows."""
-    outcomes: dict[int, RowOutcome] = {}
+    outcomes: Outcomes = {}
     for bad in the_plan.invalid:
         where = f"{bad.column}: " if bad.column else ""
-        outcomes[bad.row] = RowOutcome(bad.row, INVALID, external_id=bad.external_id,
-                                       error=f"{where}{bad.message}")
+        outcomes[(bad.row, 0)] = RowOutcome(bad.row, INVALID, external_id=bad.external_id,
+                                            error=f"{where}{bad.message}")
     for dup in the_plan.duplicates:
-        outcomes[dup.row] = RowOutcome(
-            dup.row, DUPLICATE, external_id=dup.external_id,
-            error=f"Same externalId as row {dup.first_row}: only row {dup.first_row} gets a "
-                  "meeting. Remove this row or change its key columns.")
+        error = (f"Same externalId as row {dup.first_row}: only row {dup.first_row} gets a "
+                 "meeting. Remove this row or change its key columns.")
+        if dup.session:
+            error = (f"Row {dup.first_row} of the same section already meets on this day at this "
+                     f"time, so only row {dup.first_row} gets this meeting. Remove the repeated "
+                     "pattern from the export, or add a column that tells the two apart to keys.")
+        outcomes[(dup.row, dup.session)] = RowOutcome(
+            dup.row, DUPLICATE, external_id=dup.external_id, error=error, session=dup.session)
+    for skip in the_plan.skipped:
+        outcomes[(skip.row, 0)] = RowOutcome(skip.row, SKIPPED, warning=f"Not a meeting: {skip.rule}.")
     return outcomes
+
+
+def share_outcomes(the_plan: planning.Plan, outcomes: Outcomes) -> None:
+    """One meeting per section: each further row of a section reports its section's meeting."""
+    for shared in the_plan.shared:
+        primary = outcomes.get((shared.primary_row, 0))
+        if primary is None:
+            continue
+        note = (f"Same meeting as row {shared.primary_row} (one meeting per section): this "
+                "row's pattern is part of that meeting.")
+        outcomes[(shared.row, 0)] = replace(
+            primary, row=shared.row, session=0, shared_with=shared.primary_row, request=None,
+            attempts=0, warning=f"{primary.warning} {note}" if primary.warning else note)
 
 
 def describe_request(req: MeetingRequest, config: Config) -> str:
@@ -105,9 +158,10 @@ def describe_request(req: MeetingRequest, config: Config) -> str:
     return f"POST /{config.graph.api_version}{path} {body}"
 
 
-def outcome_from_result(row: int, result: MeetingResult, *, reused: bool = False) -> RowOutcome:
+def outcome_from_result(req: MeetingRequest, result: MeetingResult, *,
+                        reused: bool = False) -> RowOutcome:
     return RowOutcome(
-        row=row,
+        row=req.row,
         status=EXISTING if reused and result.ok else result.status,
         external_id=result.external_id,
         meeting=result.meeting,
@@ -116,79 +170,54 @@ def outcome_from_result(row: int, result: MeetingResult, *, reused: bool = False
         request_id=result.request_id,
         attempts=0 if reused else result.attempts,
         warning=result.warning,
+        session=req.session,
     )
 
 
-def _summary(options: RunOptions, sheet: Sheet, outcomes: dict[int, RowOutcome], output: Path,
-             started: str, *, requests_sent: int = 0, throttled: int = 0,
-             interrupted: bool = False, notes: tuple[str, ...] = ()):
-    counts = {s: 0 for s in (CREATED, EXISTING, FAILED, INVALID, DUPLICATE, PLANNED, PENDING)}
-    for row in sheet.rows:
-        o = outcomes.get(row.number)
-        counts[o.status if o else PENDING] += 1
+def _summary(options: RunOptions, sheet: Sheet, outcomes: Outcomes, output: Path,
+             started: str, sent: _Sent = _Sent()) -> report.RunSummary:
+    counts = {s: 0 for s in (CREATED, EXISTING, FAILED, INVALID, DUPLICATE, PLANNED, PENDING,
+                             SKIPPED)}
+    for o in outcomes.values():
+        counts[o.status] += 1
+    with_outcome = {o.row for o in outcomes.values()}
+    counts[PENDING] += sum(1 for row in sheet.rows if row.number not in with_outcome)
     cfg = options.config
     return report.RunSummary(
         schedule=str(options.schedule), output=str(output), started=started, finished=_now(),
         total_rows=len(sheet.rows), created=counts[CREATED], existing=counts[EXISTING],
         failed=counts[FAILED], invalid=counts[INVALID], duplicate=counts[DUPLICATE],
-        planned=counts[PLANNED], pending=counts[PENDING], dry_run=options.dry_run,
-        requests_sent=requests_sent, throttled=throttled,
-        api=f"{cfg.graph.base_url}/{cfg.graph.api_version}", interrupted=interrupted, notes=notes,
+        planned=counts[PLANNED], pending=counts[PENDING], skipped=counts[SKIPPED],
+        dry_run=options.dry_run,
+        requests_sent=sent.requests, throttled=sent.throttled,
+        api=f"{cfg.graph.base_url}/{cfg.graph.api_version}", interrupted=sent.interrupted,
+        notes=sent.notes,
     )
 
 
-def _exit_status(summary, interrupted: bool) -> ExitStatus:
+def _exit_status(summary: report.RunSummary, interrupted: bool) -> ExitStatus:
     if interrupted:
         return ExitStatus.INTERRUPTED
     bad = summary.failed + summary.invalid + summary.duplicate + summary.pending
     return ExitStatus.ROWS_FAILED if bad else ExitStatus.OK
 
 
-def _finish(options: RunOptions, sheet: Sheet, outcomes: dict[int, RowOutcome], summary,
+def _finish(options: RunOptions, sheet: Sheet, outcomes: Outcomes, summary: report.RunSummary,
             output: Path) -> None:
     report.write_output(output, sheet, outcomes, summary, dry_run=options.dry_run)
     if options.summary_json:
-        data = summary.as_dict()
-        atomic_write(options.summary_json,
-                     lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+        text = (json.dumps(summary.as_dict(), indent=2) + "\n").encode()
+
+        def write(f: BinaryIO) -> None:
+            f.write(text)
+
+        atomic_write(options.summary_json, write)
 
 
 def validate_schedule(schedule: Path, config: Config, sheet_name: str | None = None
-                      ) -> tuple[Sheet, planning.Plan, dict[int, RowOutcome]]:
+                      ) -> tuple[Sheet, planning.Plan, Outcomes]:
     sheet, the_plan = plan_schedule(schedule, config, sheet_name)
     return sheet, the_plan, static_outcomes(the_plan)
-
-
-class _Progress:
-    """tqdm on a terminal; under cron a log line at most every 30 s, never a bar in the mail."""
-
-    def __init__(self, total: int, enabled: bool | None) -> None:
-        self.total = total
-        self.done = 0
-        self.bar = None
-        self._lock = threading.Lock()
-        self._last_log = time.monotonic()
-        use_bar = sys.stderr.isatty() if enabled is None else enabled
-        if use_bar and total:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="row", desc="meetings", file=sys.stderr,
-                            dynamic_ncols=True, leave=False)
-
-    def step(self) -> None:
-        with self._lock:
-            self.done += 1
-            if self.bar is not None:
-                self.bar.update(1)
-                return
-            if time.monotonic() - self._last_log >= 30:
-                log.info("%d of %d rows sent (%d%%)", self.done, self.total,
-                         100 * self.done // max(self.total, 1))
-                self._last_log = time.monotonic()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def run_import(
@@ -196,8 +225,44 @@ def run_import(
     *,
     gateway_factory: Callable[[Config], GraphGateway] | None = None,
     stop: threading.Event | None = None,
+    progress: Progress | None = None,
 ) -> RunOutcome:
-    """Run the whole job once. Raises InputError/ConfigError (2), AuthError (3), LockedError (5)."""
+    """Run the whole job once. Raises InputError/ConfigError (2), AuthError (3), LockedError (5).
+
+    Every file the run writes is checked first (``bulkmeet.paths``), and the output sheet is
+    locked for the whole run, so nothing is sent before a bad path is found.
+    """
+    output = options.output or report.default_output_path(options.schedule)
+    paths.check_run_paths(options.schedule, write_targets(options))
+    with paths.lock_output(output, str(options.schedule)):
+        remove_stale_temp_files(output)
+        return _run_import(options, gateway_factory=gateway_factory, stop=stop,
+                           progress=progress)
+
+
+def write_targets(options: RunOptions, log_file: str | None = None
+                  ) -> dict[str, tuple[Path | None, str]]:
+    """Every file this run writes, by label, with the option that sets it (for the checks)."""
+    output = options.output or report.default_output_path(options.schedule)
+    return {
+        "the output sheet": (output, "--output"),
+        "the journal": (None if options.dry_run else _journal_path(options),
+                        "--journal (or [run] journal)"),
+        "the summary JSON": (options.summary_json, "--summary-json"),
+        "the run report": (None if options.dry_run else options.publish_targets().report,
+                           "--report (or [publish] report)"),
+        "the log file": (Path(os.path.expanduser(log_file)) if log_file else None,
+                         "--log-file (or [run] log_file)"),
+    }
+
+
+def _run_import(
+    options: RunOptions,
+    *,
+    gateway_factory: Callable[[Config], GraphGateway] | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> RunOutcome:
     started = _now()
     cfg = options.config
     output = options.output or report.default_output_path(options.schedule)
@@ -206,100 +271,143 @@ def run_import(
     log.info("%s: %d rows, %d to send, %d invalid, %d duplicate", options.schedule,
              len(sheet.rows), len(the_plan.requests), len(the_plan.invalid),
              len(the_plan.duplicates))
-
     if options.dry_run:
-        for req in the_plan.requests:
-            outcomes[req.row] = RowOutcome(req.row, PLANNED, external_id=req.external_id,
-                                           request=describe_request(req, cfg))
-        summary = _summary(options, sheet, outcomes, output, started)
-        _finish(options, sheet, outcomes, summary, output)
-        bad = summary.invalid + summary.duplicate
-        return RunOutcome(summary, ExitStatus.ROWS_FAILED if bad else ExitStatus.OK, output,
-                          outcomes)
+        return _dry_run(options, sheet, the_plan, outcomes, output, started)
 
-    journal_path = options.journal or (Path(os.path.expanduser(cfg.run.journal)) if cfg.run.journal
-                                       else journals.default_journal_path(options.schedule))
+    journal_path = _journal_path(options)
     with journals.Journal.open(journal_path, lock=True) as journal:
         run_id = journal.start_run(schedule=str(options.schedule), argv=list(options.argv))
         to_send, changed = _select(the_plan.requests, journal, options.mode, outcomes)
         if len(to_send) < len(the_plan.requests):
             log.info("%d row(s) already done according to the journal %s; %d to send",
                      len(the_plan.requests) - len(to_send), journal_path, len(to_send))
-        stop = stop or threading.Event()
-        requests_sent = throttled = 0
-        notes: list[str] = []
-        interrupted = False
+        sent = _Sent()
         if to_send:
             gateway = gateway_factory(cfg) if gateway_factory else _http_gateway(
                 cfg, options.concurrency)
             try:
-                ids, problems = _resolve(gateway, to_send, journal, cfg, stop)
-                rows_by_key = {(r.organizer, r.external_id): r for r in to_send}
-                progress = _Progress(len(to_send), options.progress)
-                lock = threading.Lock()
-
-                write_errors: list[journals.JournalWriteError] = []
-
-                def on_result(result: MeetingResult) -> None:
-                    try:
-                        journal.record(result)
-                    except journals.JournalWriteError as exc:  # disk full: stop, say so
-                        write_errors.append(exc)
-                        stop.set()
-                        return
-                    req = rows_by_key[(result.organizer, result.external_id)]
-                    outcome = outcome_from_result(req.row, result)
-                    if (result.status == EXISTING and not outcome.warning
-                            and (req.organizer, req.external_id) in changed):
-                        outcome = replace(outcome, warning=(
-                            "The row changed since its meeting was made; createOrGet does not "
-                            "update meetings, so Teams keeps the earlier details."))
-                    with lock:
-                        outcomes[req.row] = outcome
-                    progress.step()
-
-                runner = Runner(
-                    gateway, concurrency=options.concurrency or cfg.run.concurrency,
-                    policy=RetryPolicy(max_attempts=cfg.run.max_attempts),
-                    on_result=on_result, organizer_ids=ids, client_id=cfg.auth.client_id or None,
-                    stop=stop,
-                )
-                for upn, message in problems.items():
-                    runner.stats.blocked_organizers[upn] = message
-                began = time.monotonic()
-                stats = runner.run(to_send)
-                progress.close()
-                log.info("%d request(s) to Graph in %.1f s, %d throttled", stats.requests,
-                         time.monotonic() - began, stats.throttled)
-                if write_errors:
-                    raise write_errors[0]
-                requests_sent += stats.requests
-                throttled = stats.throttled
-                interrupted = stop.is_set()
-                for upn, message in sorted(runner.stats.blocked_organizers.items()):
-                    n = sum(1 for o in outcomes.values() if o.status == FAILED and
-                            rows_by_key.get((upn, o.external_id or "")) is not None)
-                    notes.append(f"{message} ({n} row(s) of this organizer failed.)")
+                sent = _send(options, gateway, to_send, changed, journal, outcomes,
+                             stop or threading.Event(), progress or NoProgress())
             finally:
-                close = getattr(gateway, "close", None)
-                if close:
-                    close()
-        for req in to_send:
-            if req.row not in outcomes:
-                outcomes[req.row] = RowOutcome(
-                    req.row, PENDING, external_id=req.external_id,
-                    error="Not sent: the run was stopped before this row; run bulkmeet again "
-                          "to finish." if interrupted else "Not sent in this run.")
-        summary = _summary(options, sheet, outcomes, output, started,
-                           requests_sent=requests_sent, throttled=throttled,
-                           interrupted=interrupted, notes=tuple(notes))
+                gateway.close()
+        _mark_unsent(to_send, outcomes, sent.interrupted)
+        share_outcomes(the_plan, outcomes)
+        summary = _summary(options, sheet, outcomes, output, started, sent)
         _finish(options, sheet, outcomes, summary, output)
         journal.finish_run(run_id, summary.as_dict())
-    return RunOutcome(summary, _exit_status(summary, interrupted), output, outcomes)
+        published = publish.publish_run(options.publish_targets(), cfg, sheet, the_plan.requests,
+                                        outcomes, summary.as_dict(), journal)
+    return RunOutcome(summary, _exit_status(summary, sent.interrupted), output, outcomes,
+                      published)
 
 
-def _select(requests, journal, mode: str, outcomes: dict[int, RowOutcome]
-            ) -> tuple[list[MeetingRequest], set[tuple[str, str]]]:
+def _dry_run(options: RunOptions, sheet: Sheet, the_plan: planning.Plan, outcomes: Outcomes,
+             output: Path, started: str) -> RunOutcome:
+    """--dry-run: every valid row is written with the request it would send; nothing is called."""
+    for req in the_plan.requests:
+        outcomes[req.outcome_key] = RowOutcome(
+            req.row, PLANNED, external_id=req.external_id,
+            request=describe_request(req, options.config), session=req.session)
+    share_outcomes(the_plan, outcomes)
+    summary = _summary(options, sheet, outcomes, output, started)
+    _finish(options, sheet, outcomes, summary, output)
+    bad = summary.invalid + summary.duplicate
+    return RunOutcome(summary, ExitStatus.ROWS_FAILED if bad else ExitStatus.OK, output, outcomes)
+
+
+def _journal_path(options: RunOptions) -> Path:
+    cfg = options.config
+    if options.journal:
+        return options.journal
+    if cfg.run.journal:
+        return Path(os.path.expanduser(cfg.run.journal))
+    return journals.default_journal_path(options.schedule)
+
+
+class _Recorder:
+    """``on_result`` for the runner: journal first (so nothing that came back is lost), then the
+    output line and the progress. A journal that cannot be written stops the run (disk full)."""
+
+    def __init__(self, journal: journals.Journal, to_send: list[MeetingRequest],
+                 changed: set[tuple[str, str]], outcomes: Outcomes, progress: Progress,
+                 stop: threading.Event) -> None:
+        self.journal = journal
+        self.by_key = {(r.organizer, r.external_id): r for r in to_send}
+        self.changed = changed
+        self.outcomes = outcomes
+        self.progress = progress
+        self.stop = stop
+        self.write_errors: list[journals.JournalWriteError] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, result: MeetingResult) -> None:
+        try:
+            self.journal.record(result)
+        except journals.JournalWriteError as exc:  # disk full: stop, say so
+            self.write_errors.append(exc)
+            self.stop.set()
+            return
+        req = self.by_key[(result.organizer, result.external_id)]
+        outcome = outcome_from_result(req, result)
+        if (result.status == EXISTING and not outcome.warning
+                and (req.organizer, req.external_id) in self.changed):
+            outcome = replace(outcome, warning=(
+                "The row changed since its meeting was made; createOrGet does not "
+                "update meetings, so Teams keeps the earlier details."))
+        with self._lock:
+            self.outcomes[req.outcome_key] = outcome
+        self.progress.advance()
+
+
+def _send(options: RunOptions, gateway: GraphGateway, to_send: list[MeetingRequest],
+          changed: set[tuple[str, str]], journal: journals.Journal, outcomes: Outcomes,
+          stop: threading.Event, progress: Progress) -> _Sent:
+    """Resolve organizers, send every request, record each result as it comes back."""
+    cfg = options.config
+    ids, problems = _resolve(gateway, to_send, journal, cfg, stop)
+    recorder = _Recorder(journal, to_send, changed, outcomes, progress, stop)
+    runner = Runner(
+        gateway, concurrency=options.concurrency or cfg.run.concurrency,
+        policy=RetryPolicy(max_attempts=cfg.run.max_attempts), on_result=recorder,
+        organizer_ids=ids, organizer_problems=problems, client_id=cfg.auth.client_id or None,
+        stop=stop,
+    )
+    progress.start(len(to_send))
+    began = time.monotonic()
+    try:
+        stats = runner.run(to_send)
+    finally:
+        progress.close()
+    log.info("%d request(s) to Graph in %.1f s, %d throttled", stats.requests,
+             time.monotonic() - began, stats.throttled)
+    if recorder.write_errors:
+        raise recorder.write_errors[0]
+    notes = _organizer_notes(stats.blocked_organizers, recorder.by_key, outcomes)
+    return _Sent(stats.requests, stats.throttled, stop.is_set(), notes)
+
+
+def _organizer_notes(blocked: dict[str, str], by_key: dict[tuple[str, str], MeetingRequest],
+                     outcomes: Outcomes) -> tuple[str, ...]:
+    """One note per organizer whose rows all failed for the same reason (no access policy...)."""
+    notes = []
+    for upn, message in sorted(blocked.items()):
+        n = sum(1 for o in outcomes.values() if o.status == FAILED and
+                by_key.get((upn, o.external_id or "")) is not None)
+        notes.append(f"{message} ({n} row(s) of this organizer failed.)")
+    return tuple(notes)
+
+
+def _mark_unsent(to_send: list[MeetingRequest], outcomes: Outcomes, interrupted: bool) -> None:
+    for req in to_send:
+        if req.outcome_key not in outcomes:
+            outcomes[req.outcome_key] = RowOutcome(
+                req.row, PENDING, external_id=req.external_id, session=req.session,
+                error="Not sent: the run was stopped before this row; run bulkmeet again "
+                      "to finish." if interrupted else "Not sent in this run.")
+
+
+def _select(requests: Sequence[MeetingRequest], journal: journals.Journal, mode: str,
+            outcomes: Outcomes) -> tuple[list[MeetingRequest], set[tuple[str, str]]]:
     """Which rows go to Graph: new, failed, or changed ones (all with --full)."""
     latest = journal.latest()
     to_send: list[MeetingRequest] = []
@@ -311,19 +419,17 @@ def _select(requests, journal, mode: str, outcomes: dict[int, RowOutcome]
             to_send.append(req)
         elif prev is not None and prev.ok:
             if prev.fingerprint == req.fingerprint() or mode == RETRY_FAILED:
-                outcomes[req.row] = outcome_from_result(req.row, prev, reused=True)
+                outcomes[req.outcome_key] = outcome_from_result(req, prev, reused=True)
             else:
                 changed.add(key)
                 to_send.append(req)
         elif mode == RETRY_FAILED and prev is None:
-            outcomes[req.row] = RowOutcome(
-                req.row, PENDING, external_id=req.external_id,
+            outcomes[req.outcome_key] = RowOutcome(
+                req.row, PENDING, external_id=req.external_id, session=req.session,
                 error="Not sent: --retry-failed sends only rows that failed before.")
         else:
             to_send.append(req)
     return to_send, changed
-
-
 def _resolve(gateway: GraphGateway, requests: list[MeetingRequest], journal, cfg: Config,
              stop: threading.Event) -> tuple[dict[str, str], dict[str, str]]:
     upns = sorted({r.organizer for r in requests if r.organizer != ME and not GUID.match(r.organizer)})

@@ -13,7 +13,8 @@ Rules decided here (documented for users in the README):
   full date-time ``start``/``end`` columns for that). An ``end`` column holding only a time means
   the start's day. A start more than 10 years away from today is refused (a typo in the year,
   or a time cell mapped as a date).
-* Subject: the template's fields are filled in, runs of spaces collapsed; a subject with no
+* Subject: the template's fields are filled in, HTML entities decoded (``&amp;`` -> ``&``) and
+  whitespace normalised (``bulkmeet.text``); a subject with no
   letter or digit left is invalid, and so is one over 255 characters (Outlook's subject limit;
   truncating silently would merge distinct sessions in people's calendars).
 * Attendees: a cell lists addresses separated by ``;`` or ``,``. An entry may carry its role in
@@ -33,7 +34,7 @@ from __future__ import annotations
 import difflib
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -51,10 +52,13 @@ from bulkmeet.models import (
     DuplicateRow,
     InvalidRow,
     MeetingRequest,
+    SharedRow,
     Sheet,
     SheetRow,
+    SkippedRow,
 )
 from bulkmeet.sheets import paused_gc
+from bulkmeet.text import clean as clean_text
 
 # Fixed forever: changing it would give every existing meeting a new externalId, and the next run
 # would create the whole term again. It is uuid5(NAMESPACE_URL, "https://bulkmeet.invalid/externalId").
@@ -63,7 +67,7 @@ EXTERNAL_ID_NAMESPACE = uuid.UUID("858c66b1-10a4-5209-872d-1acce24f9aaf")
 MAX_SUBJECT = 255
 MAX_EXTERNAL_ID = 255
 SANITY_YEARS = 10
-_ROLE_RANK = {role: rank for rank, role in enumerate(("attendee", "presenter", "producer", "coorganizer"))}
+ROLE_RANK = {role: rank for rank, role in enumerate(("attendee", "presenter", "producer", "coorganizer"))}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SPLIT = re.compile(r"[;,]")
 _ROLE_SUFFIX = re.compile(r"^(?P<addr>.*?)\s*\(\s*(?P<role>[^()]*?)\s*\)$")
@@ -76,17 +80,23 @@ class Plan:
     requests: tuple[MeetingRequest, ...]  # valid, first occurrence of each externalId, sheet order
     invalid: tuple[InvalidRow, ...]
     duplicates: tuple[DuplicateRow, ...]
+    skipped: tuple[SkippedRow, ...] = ()  # rows a [[skip]] rule matched (not errors)
+    shared: tuple[SharedRow, ...] = ()  # one meeting per section: rows that join another's meeting
 
     def by_row(self) -> dict[int, MeetingRequest | InvalidRow | DuplicateRow]:
-        """Every planned row by its Excel row number, in sheet order."""
+        """Every planned row by its Excel row number, in sheet order (first session of a row)."""
         out: dict[int, MeetingRequest | InvalidRow | DuplicateRow] = {}
-        for item in (*self.requests, *self.invalid, *self.duplicates):
-            out[item.row] = item
+        items: list[MeetingRequest | InvalidRow | DuplicateRow] = [
+            *self.requests, *self.invalid, *self.duplicates]
+        for item in items:
+            out.setdefault(item.row, item)
         return dict(sorted(out.items()))
 
     @property
     def total(self) -> int:
-        return len(self.requests) + len(self.invalid) + len(self.duplicates)
+        """Planned lines: requests (one per session), invalid, duplicate, skipped and shared."""
+        return (len(self.requests) + len(self.invalid) + len(self.duplicates) + len(self.skipped)
+                + len(self.shared))
 
 
 # --- columns -------------------------------------------------------------------------------------
@@ -108,7 +118,7 @@ def resolve_columns(sheet: Sheet, config: Config) -> tuple[dict[str, str], list[
         folded.setdefault(_fold(c), []).append(c)
     resolved: dict[str, str] = {}
     missing: list[tuple[str, str]] = []
-    for key, col in config.mapping.mapped_columns():
+    for key, col in config.mapped_columns():
         if col in resolved:
             continue
         if col in exact:
@@ -237,7 +247,7 @@ def _text(value: Any) -> str:
 
 # --- the planner ---------------------------------------------------------------------------------
 
-class _Planner:
+class RowPlanner:
     """Everything that depends only on the config is worked out once, not per row."""
 
     def __init__(self, config: Config, resolved: dict[str, str], now: datetime) -> None:
@@ -253,17 +263,17 @@ class _Planner:
         self.duration = timedelta(minutes=m.default_duration_minutes) if m.default_duration_minutes else None
         self.tz = ZoneInfo(m.time_zone)
         self.date_order = m.date_order
-        self.attendee_cols = [(col(a.column), a.role) for a in m.attendees]
+        self.attendee_cols = [(resolved.get(a.column, a.column), a.role) for a in m.attendees]
         self.thread_col = col(m.thread_id)
         self.ext_col = col(m.external_id)
-        self.key_cols = [col(k) for k in m.keys]
+        self.key_cols = [resolved.get(k, k) for k in m.keys]
         self.keys_shown = ", ".join(m.keys)
         self.earliest = now - timedelta(days=365 * SANITY_YEARS)
         self.latest = now + timedelta(days=365 * SANITY_YEARS)
 
     # Each helper appends (column, message) to ``errors`` and returns None on failure.
 
-    def organizer(self, values: dict[str, Any], errors: list) -> str | None:
+    def organizer(self, values: Mapping[str, Any], errors: list) -> str | None:
         if self.org_col is None:
             return self.org_fixed or ME
         raw = values.get(self.org_col)
@@ -280,7 +290,7 @@ class _Planner:
                                      "Entra object ID"))
         return None
 
-    def subject(self, values: dict[str, Any], errors: list) -> str | None:
+    def subject(self, values: Mapping[str, Any], errors: list) -> str | None:
         pieces: list[str] = []
         used: list[str] = []
         for literal, column, spec in self.subject_parts:
@@ -296,7 +306,7 @@ class _Planner:
             except _CellError as exc:
                 errors.append((column, str(exc)))
                 return None
-        text = " ".join("".join(pieces).split())
+        text = clean_text("".join(pieces))  # entities decoded, whitespace normalised
         if not _HAS_WORD.search(text):
             cols = " and ".join(dict.fromkeys(used)) or "the template"
             errors.append((None, f"the subject \"{self.subject_template}\" is empty for this row "
@@ -331,7 +341,7 @@ class _Planner:
                              f"with format '{spec}' cannot format it")
         return parsed.strftime(spec)
 
-    def when(self, values: dict[str, Any], errors: list, parsed: dict[str, Any]
+    def when(self, values: Mapping[str, Any], errors: list, parsed: dict[str, Any]
              ) -> tuple[datetime | None, datetime | None]:
         """(start, end) in UTC, or (None, None) when the mapping sends no times."""
         if self.start_col:
@@ -340,8 +350,8 @@ class _Planner:
             return self._when_date_and_times(values, errors, parsed)
         return None, None
 
-    def _need(self, values: dict[str, Any], column: str, what: str, errors: list) -> Any:
-        raw = values.get(column)
+    def _need(self, values: Mapping[str, Any], column: str | None, what: str, errors: list) -> Any:
+        raw = values.get(column) if column else None
         if raw is None:
             errors.append((column, f"missing; {what} is needed"))
         return raw
@@ -396,7 +406,7 @@ class _Planner:
         end = datetime.combine(day, end_t) if end_t is not None else None
         return self._finish(start, end, self.start_time_col, self.end_time_col, end_raw, errors, True)
 
-    def _finish(self, start: datetime, end: datetime | None, start_col: str, end_col: str | None,
+    def _finish(self, start: datetime, end: datetime | None, start_col: str | None, end_col: str | None,
                 end_raw: Any, errors: list, same_day: bool) -> tuple[datetime | None, datetime | None]:
         try:
             start_utc = times.to_utc(start, self.tz)
@@ -426,7 +436,7 @@ class _Planner:
             return None, None
         return start_utc, end_utc
 
-    def attendees(self, values: dict[str, Any], errors: list) -> tuple[Attendee, ...]:
+    def attendees(self, values: Mapping[str, Any], errors: list) -> tuple[Attendee, ...]:
         merged: dict[str, str] = {}
         for column, role in self.attendee_cols:
             raw = values.get(column)
@@ -442,11 +452,11 @@ class _Planner:
                 continue
             for upn, r in pairs:
                 old = merged.get(upn)
-                if old is None or _ROLE_RANK[r] > _ROLE_RANK[old]:
+                if old is None or ROLE_RANK[r] > ROLE_RANK[old]:
                     merged[upn] = r
         return tuple(Attendee(upn, role) for upn, role in merged.items())
 
-    def thread_id(self, values: dict[str, Any], errors: list) -> str | None:
+    def thread_id(self, values: Mapping[str, Any], errors: list) -> str | None:
         if not self.thread_col:
             return None
         raw = values.get(self.thread_col)
@@ -459,7 +469,7 @@ class _Planner:
             return None
         return text
 
-    def external_id(self, values: dict[str, Any], errors: list, organizer: str | None,
+    def external_id(self, values: Mapping[str, Any], errors: list, organizer: str | None,
                     parsed: dict[str, Any]) -> str | None:
         if self.ext_col:
             raw = values.get(self.ext_col)
@@ -530,10 +540,14 @@ def plan_rows(sheet: Sheet, config: Config, *, now: datetime | None = None) -> P
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     with paused_gc():
-        return _plan(sheet, _Planner(config, resolved, now))
+        if config.pattern is not None:  # a registrar export: weekly patterns, not dated rows
+            from bulkmeet.expand import plan_patterns  # expand builds on this module
+
+            return plan_patterns(sheet, config, resolved, now)
+        return _plan(sheet, RowPlanner(config, resolved, now))
 
 
-def _plan(sheet: Sheet, planner: _Planner) -> Plan:
+def _plan(sheet: Sheet, planner: RowPlanner) -> Plan:
     requests: list[MeetingRequest] = []
     invalid: list[InvalidRow] = []
     duplicates: list[DuplicateRow] = []

@@ -11,7 +11,8 @@ Two safety rules hold for both formats:
 * Text that a spreadsheet would run as a formula (starting ``=``, ``+``, ``-``, ``@``, tab or CR —
   OWASP's CSV-injection list) gets a leading ``'``. The values come from a sheet someone else
   edited and from Graph; the file is opened by people with Excel. Real numbers are never
-  touched, and neither is text that is just a number such as ``-5`` (nothing to run).
+  touched, and neither is text that is just a number such as ``-5`` or a phone number such as
+  ``+1 425-555-0100`` (nothing to run). The rule and its inverse live in ``bulkmeet.cells``.
 * The file is replaced atomically (``bulkmeet.atomic``): a crash mid-write leaves the previous
   output, never a truncated workbook.
 
@@ -30,7 +31,7 @@ import io
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -38,21 +39,28 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bulkmeet import __version__
-from bulkmeet.atomic import atomic_write
+from bulkmeet.atomic import atomic_write, temp_file_for
+from bulkmeet.cells import neutralise
 from bulkmeet.errors import BulkmeetError, ExitStatus, InputError
 from bulkmeet.models import (
+    CANCELLED,
     CREATED,
     DUPLICATE,
     EXISTING,
     FAILED,
     INVALID,
+    ORPHANED,
     PENDING,
     PLANNED,
     REQUEST_COLUMN,
     RESULT_COLUMNS,
+    SKIPPED,
+    UPDATED,
     RowOutcome,
     Sheet,
+    SheetRow,
 )
+from bulkmeet.sync import REMOVED_COLUMNS, RemovedMeeting, removed_row
 
 __all__ = [
     "OutputError", "RunSummary", "default_output_path", "neutralise", "output_columns",
@@ -67,8 +75,6 @@ EXCEL_MAX_CHARS = 32_767
 EXCEL_MAX_HYPERLINKS = 65_530
 _TRUNCATED = "… (truncated, see the CSV output or the log)"
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?")
 # Control characters that are not allowed in XML 1.0 (openpyxl refuses them).
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _URL_COLUMNS = ("joinWebUrl",)
@@ -81,7 +87,12 @@ STATUS_COLOURS = {
     DUPLICATE: "FFEB9C",  # yellow
     PENDING: "D9D9D9",  # grey
     PLANNED: "E4DFEC",  # lavender: validated, not sent (dry run)
+    SKIPPED: "F2F2F2",  # light grey: a [[skip]] rule matched, not a meeting
+    UPDATED: "C6E0B4",  # darker green: changed in Teams to match the sheet
+    ORPHANED: "FCE4D6",  # peach (Removed sheet): row gone, meeting still in Teams
+    CANCELLED: "BFBFBF",  # dark grey (Removed sheet): deleted with --cancel-removed
 }
+REMOVED_SHEET = "Removed"
 
 
 class OutputError(BulkmeetError):
@@ -107,27 +118,42 @@ class RunSummary:
     duplicate: int
     planned: int = 0
     pending: int = 0
+    skipped: int = 0  # rows a [[skip]] rule matched: not errors
     dry_run: bool = False
     requests_sent: int = 0
     throttled: int = 0
     api: str = ""  # e.g. "https://graph.microsoft.com/v1.0"
     interrupted: bool = False
     notes: tuple[str, ...] = ()  # e.g. one line per organizer that failed with the same 403/404
+    # bulkmeet.sync: rows whose meeting was changed, meetings of removed rows, warnings shown.
+    updated: int = 0
+    orphaned: int = 0  # removed rows whose meetings are still in Teams (changes pending)
+    cancelled: int = 0  # removed rows whose meetings this run deleted
+    warnings: int = 0  # output lines with a warning
+    cancel_refused: str | None = None  # why nothing was cancelled, when the safety rule said no
 
     def line(self) -> str:
         """'48 rows: 40 created, 2 existing, 3 failed, 3 invalid' (+ other counts when nonzero)."""
         noun = "row" if self.total_rows == 1 else "rows"
         parts = [f"{self.created} created", f"{self.existing} existing", f"{self.failed} failed",
                  f"{self.invalid} invalid"]
-        for label in (DUPLICATE, PLANNED, PENDING):
+        if self.updated:
+            parts.insert(1, f"{self.updated} updated")
+        for label in (DUPLICATE, PLANNED, PENDING, SKIPPED):
             count = getattr(self, label)
             if count:
                 parts.append(f"{count} {label}")
-        return f"{self.total_rows} {noun}: {', '.join(parts)}"
+        if self.warnings:
+            parts.append(f"{self.warnings} warning{'s' if self.warnings != 1 else ''}")
+        removed = [f"{n} {label}" for n, label in ((self.orphaned, ORPHANED),
+                                                   (self.cancelled, CANCELLED)) if n]
+        tail = f"; removed rows: {', '.join(removed)}" if removed else ""
+        return f"{self.total_rows} {noun}: {', '.join(parts)}{tail}"
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["notes"] = list(self.notes)
+        data["unchanged"] = self.existing  # sync's word for it: the meeting already matched
         data["line"] = self.line()
         return data
 
@@ -144,13 +170,6 @@ def output_columns(sheet: Sheet, *, dry_run: bool = False) -> list[str]:
     if dry_run:
         columns.append(REQUEST_COLUMN)
     return columns
-
-
-def neutralise(text: str) -> str:
-    """Prefix ``'`` to text a spreadsheet would evaluate; plain numbers like "-5" are left alone."""
-    if text and text[0] in _FORMULA_STARTS and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
 
 
 def _missing(value: Any) -> bool:
@@ -183,11 +202,31 @@ def _time_format(value: datetime | time) -> str:
     return "hh:mm:ss" if value.second or value.microsecond else "hh:mm"
 
 
-def _rows(sheet: Sheet, outcomes: Mapping[int, RowOutcome], dry_run: bool
-          ) -> Iterator[tuple[list[Any], str]]:
-    """(values in output column order, status) per sheet row; unsent rows become pending."""
+def _lines(sheet: Sheet, outcomes: Mapping[Any, RowOutcome]
+           ) -> list[tuple[SheetRow, RowOutcome | None]]:
+    """One (input row, outcome) per output line, in (row, session) order.
+
+    A row with several outcomes (one per session meeting) gets a line for each, every one
+    carrying the row's input values; a row with none yet gets one line (written as pending).
+    Only the outcomes themselves are read (``outcome_key``), not how the mapping is keyed.
+    """
+    by_row: dict[int, list[RowOutcome]] = {}
+    for outcome in outcomes.values():
+        by_row.setdefault(outcome.row, []).append(outcome)
+    lines: list[tuple[SheetRow, RowOutcome | None]] = []
     for row in sheet.rows:
-        outcome = outcomes.get(row.number)
+        mine = by_row.get(row.number)
+        if mine:
+            lines.extend((row, o) for o in sorted(mine, key=lambda o: o.outcome_key))
+        else:
+            lines.append((row, None))
+    return lines
+
+
+def _rows(sheet: Sheet, lines: list[tuple[SheetRow, RowOutcome | None]], dry_run: bool
+          ) -> Iterator[tuple[list[Any], str]]:
+    """(values in output column order, status) per output line; unsent rows become pending."""
+    for row, outcome in lines:
         if outcome is None:
             outcome = RowOutcome(row.number, PENDING,
                                  error="Not sent in this run: run bulkmeet again to send it.")
@@ -217,6 +256,11 @@ def _summary_rows(summary: RunSummary) -> list[tuple[str, Any]]:
         ("Duplicate", summary.duplicate),
         ("Planned", summary.planned),
         ("Pending", summary.pending),
+        ("Updated", summary.updated),
+        ("Orphaned (removed rows still in Teams)", summary.orphaned),
+        ("Cancelled", summary.cancelled),
+        ("Warnings", summary.warnings),
+        ("Cancelling refused", summary.cancel_refused or "no"),
         ("Requests sent", summary.requests_sent),
         ("Throttled (429) responses", summary.throttled),
         ("bulkmeet version", __version__),
@@ -428,8 +472,48 @@ def _abandon(ws: Any) -> None:
             pass
 
 
+def _scratch_file(ws: Any, output: Path | None) -> None:
+    """Keep openpyxl's per-sheet XML beside the output (``.NAME.XXXXXXXX.xml.tmp``), not in /tmp.
+
+    A run killed mid-write then leaves its scratch where the next run's clean-up
+    (``atomic.remove_stale_temp_files``) finds it, instead of filling the system's /tmp.
+    Call after the sheet's widths and panes are set: ``write_top`` writes them.
+    """
+    if output is None:
+        return
+    from openpyxl.worksheet._writer import ALL_TEMP_FILES, WorksheetWriter
+
+    fd, scratch = temp_file_for(output, ".xml.tmp")
+    os.close(fd)
+    ALL_TEMP_FILES.append(str(scratch))  # openpyxl's own clean-up list (it removes it when done)
+    ws._writer = WorksheetWriter(ws, out=str(scratch))
+    ws._writer.write_top()
+
+
+def _save(wb: Any, handle: BinaryIO) -> None:
+    """``wb.save(handle)``, but a failed write (disk full) leaves no half-closed objects behind.
+
+    Left alone, the zip archive's ``__del__`` and the sheets' row generators would each try to
+    finish writing later and print an "Exception ignored ... Traceback" block (cron mail).
+    """
+    import zipfile
+
+    from openpyxl.writer.excel import ExcelWriter
+
+    archive = zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
+    try:
+        ExcelWriter(wb, archive).save()
+    except BaseException:
+        archive.fp = None  # the temporary file is deleted: nothing more to write into it
+        for ws in wb.worksheets:
+            _abandon(ws)
+        raise
+
+
 def _write_xlsx(handle: BinaryIO, sheet: Sheet, columns: list[str],
-                rows: Iterator[tuple[list[Any], str]], summary: RunSummary) -> None:
+                rows: Iterator[tuple[list[Any], str]], summary: RunSummary,
+                line_count: int | None = None, scratch: Path | None = None,
+                removed: Sequence[RemovedMeeting] = ()) -> None:
     from itertools import islice
 
     from openpyxl import Workbook
@@ -446,7 +530,8 @@ def _write_xlsx(handle: BinaryIO, sheet: Sheet, columns: list[str],
         ws.column_dimensions[get_column_letter(index)].width = width
     ws.freeze_panes = "A2"
     last = get_column_letter(len(columns))
-    ws.auto_filter.ref = f"A1:{last}{len(sheet.rows) + 1}"
+    lines = len(sheet.rows) if line_count is None else line_count
+    ws.auto_filter.ref = f"A1:{last}{lines + 1}"
 
     header = []
     for name in columns:
@@ -455,6 +540,7 @@ def _write_xlsx(handle: BinaryIO, sheet: Sheet, columns: list[str],
         cell.fill = styles.header_fill
         cell.alignment = styles.header_align
         header.append(cell)
+    _scratch_file(ws, scratch)
     ws.append(header)
 
     writer = _XlsxRowWriter(ws, styles, columns, _datetime_columns(sheet))
@@ -476,20 +562,52 @@ def _write_xlsx(handle: BinaryIO, sheet: Sheet, columns: list[str],
     summary_ws = wb.create_sheet(SUMMARY_SHEET)
     summary_ws.column_dimensions["A"].width = 28
     summary_ws.column_dimensions["B"].width = 100
+    _scratch_file(summary_ws, scratch)
     for label, value in _summary_rows(RunSummary(**{**asdict(summary), "notes": tuple(notes)})):
         cell = WriteOnlyCell(summary_ws, value=label)
         cell.font = styles.label_font
         summary_ws.append([cell, writer.value(value)])
-    wb.save(handle)
+    if removed:
+        _removed_sheet(wb, styles, removed, scratch)
+    _save(wb, handle)
+
+
+def _removed_sheet(wb: Any, styles: _XlsxStyles, removed: Sequence[RemovedMeeting],
+                   scratch: Path | None) -> None:
+    """Meetings of this schedule whose rows are gone: orphaned (still in Teams) or cancelled."""
+    from openpyxl.cell import WriteOnlyCell
+
+    ws = wb.create_sheet(REMOVED_SHEET)
+    _scratch_file(ws, scratch)
+    for letter, width in zip("ABCDEFGHI", (11, 30, 40, 22, 22, 45, 60, 38, 30), strict=True):
+        ws.column_dimensions[letter].width = width
+    ws.freeze_panes = "A2"
+    header = []
+    for name in REMOVED_COLUMNS:
+        cell = WriteOnlyCell(ws, value=name)
+        cell.font = styles.header_font
+        cell.fill = styles.header_fill
+        header.append(cell)
+    ws.append(header)
+    writer = _XlsxRowWriter(ws, styles, list(REMOVED_COLUMNS))
+    for item in removed:
+        ws.append(writer.row(removed_row(item), item.status))
 
 
 # -- entry point -------------------------------------------------------------------------------
 
-def write_output(path: Path, sheet: Sheet, outcomes: Mapping[int, RowOutcome],
-                 summary: RunSummary, *, dry_run: bool = False) -> None:
-    """Write every sheet row in order, .xlsx or .csv by the path's suffix, atomically.
+def removed_csv_path(output: Path) -> Path:
+    """``term.results.csv`` -> ``term.results.removed.csv``: the CSV form of the Removed sheet."""
+    return output.with_name(output.stem + ".removed.csv")
 
-    A row without an outcome is written as ``pending`` (not sent in this run).
+
+def write_output(path: Path, sheet: Sheet, outcomes: Mapping[Any, RowOutcome],
+                 summary: RunSummary, *, dry_run: bool = False,
+                 removed: Sequence[RemovedMeeting] = ()) -> None:
+    """Write one line per outcome in (row, session) order, .xlsx or .csv by suffix, atomically.
+
+    ``outcomes`` is keyed by ``RowOutcome.outcome_key``. A row without an outcome is written as
+    ``pending`` (not sent in this run); a classic sheet gets exactly one line per row.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -498,16 +616,23 @@ def write_output(path: Path, sheet: Sheet, outcomes: Mapping[int, RowOutcome],
             f"Cannot write the output sheet {path}: the name must end in .xlsx or .csv."
         )
     columns = output_columns(sheet, dry_run=dry_run)
-    rows = _rows(sheet, outcomes, dry_run)
+    lines = _lines(sheet, outcomes)
+    rows = _rows(sheet, lines, dry_run)
     if suffix == ".csv":
         def writer(handle: BinaryIO) -> None:
             _write_csv(handle, columns, rows, _datetime_columns(sheet))
     else:
         def writer(handle: BinaryIO) -> None:
-            _write_xlsx(handle, sheet, columns, rows, summary)
+            _write_xlsx(handle, sheet, columns, rows, summary, len(lines), scratch=path,
+                        removed=removed)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, writer)
+        if suffix == ".csv" and removed:  # a CSV has one sheet: the Removed one goes beside it
+            def removed_writer(handle: BinaryIO) -> None:
+                _write_csv(handle, list(REMOVED_COLUMNS),
+                           ((removed_row(r), r.status) for r in removed), frozenset())
+            atomic_write(removed_csv_path(path), removed_writer)
     except OSError as exc:
         raise OutputError(
             f"Cannot write the output sheet {path} ({exc.strerror or exc}). Every result is kept "

@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import gc
 import io
-import re
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from bulkmeet.cells import unneutralise
 from bulkmeet.errors import InputError
 from bulkmeet.models import REQUEST_COLUMN, RESULT_COLUMNS, Sheet, SheetRow
 
@@ -205,18 +205,11 @@ def _number_text(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?")
-
-
 def _unneutralise(value: str) -> str | None:
     """Undo the ``'`` that bulkmeet's output sheet puts before formula-like text (``'=x``,
-    ``'-Intro-``), so an output sheet fed back in reads as the original input. The rule mirrors
-    ``report.neutralise``: only a ``'`` before a formula start that is not a plain number."""
-    rest = value[1:]
-    if rest[:1] in _FORMULA_STARTS and rest and not _PLAIN_NUMBER.fullmatch(rest):
-        return rest.strip() or None
-    return value
+    ``'-Intro-``), so an output sheet fed back in reads as the original input. The rule is
+    ``cells.unneutralise``, the exact inverse of what the writer does."""
+    return unneutralise(value).strip() or None
 
 
 def cell_value(value: Any) -> Any:

@@ -39,6 +39,8 @@ from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from bulkmeet.cells import printable
+
 UTC = UTC
 
 DATE_HINT = "use 2027-02-01 or 2/1/2027"
@@ -53,6 +55,10 @@ class TimeValueError(ValueError):
 
 class NonexistentTimeError(TimeValueError):
     """A local time inside a spring-forward gap."""
+
+
+class OutOfRangeError(TimeValueError):
+    """A value whose UTC instant falls outside years 1..9999 (Python's datetime range)."""
 
 
 _MONTHS = {
@@ -78,10 +84,19 @@ _DATETIME = re.compile(r"^(?P<date>.+?)(?:\s*T\s*|\s*,\s*|\s+(?:at\s+)?)(?P<time
 _ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 
+SHOWN_CHARS = 80  # a longer value is cut in messages (one cell may hold 100,000 characters)
+
+
 def show(value: object) -> str:
-    """A value quoted for an error message, as the user would recognise it in the sheet."""
+    """A value quoted for an error message, as the user would recognise it in the sheet.
+
+    Control characters are escaped (``\\x1b``): a message is printed on a terminal, and a cell
+    holding an escape sequence must not drive it. Very long text is cut, with its length.
+    """
     if isinstance(value, str):
-        return f"\"{value}\""
+        if len(value) > SHOWN_CHARS:
+            return f"\"{printable(value[:SHOWN_CHARS])}…\" ({len(value):,} characters)"
+        return f"\"{printable(value)}\""
     if isinstance(value, datetime):
         if value.tzinfo is None and value.time() == time(0):
             return value.date().isoformat()
@@ -111,14 +126,14 @@ def _make_date(y: int, m: int, d: int, raw: str, hint: str = "") -> date:
     try:
         return date(y, m, d)
     except ValueError:
-        raise TimeValueError(f"\"{raw}\" is not a date{hint} ({DATE_HINT})") from None
+        raise TimeValueError(f"{show(raw)} is not a date{hint} ({DATE_HINT})") from None
 
 
 @lru_cache(maxsize=4096)
 def _date_from_text(text: str, date_order: str) -> date:
     s = " ".join(text.split())
     if not s:
-        raise TimeValueError(f"\"{text}\" is not a date ({DATE_HINT})")
+        raise TimeValueError(f"{show(text)} is not a date ({DATE_HINT})")
     m = _DATE_ISO.match(s)
     if m:
         return _make_date(int(m["y"]), int(m["a"]), int(m["b"]), text, " (year-month-day)")
@@ -133,15 +148,15 @@ def _date_from_text(text: str, date_order: str) -> date:
         order = "month/day/year" if date_order == "MDY" else "day/month/year"
         other = "DMY" if date_order == "MDY" else "MDY"
         raise TimeValueError(
-            f"\"{text}\" is not a date in {order} order (the config's date_order is "
+            f"{show(text)} is not a date in {order} order (the config's date_order is "
             f"\"{date_order}\"; if the sheet writes dates the other way round, set "
             f"date_order = \"{other}\")")
     m = _DATE_DMONY.match(s) or _DATE_MONDY.match(s)
     if m:
-        month = _MONTHS.get(m["mon"].lower())
-        if month is not None:
-            return _make_date(_year(m["y"]), month, int(m["d"]), text)
-    raise TimeValueError(f"\"{text}\" is not a date ({DATE_HINT})")
+        named = _MONTHS.get(m["mon"].lower())
+        if named is not None:
+            return _make_date(_year(m["y"]), named, int(m["d"]), text)
+    raise TimeValueError(f"{show(text)} is not a date ({DATE_HINT})")
 
 
 @lru_cache(maxsize=4096)
@@ -160,7 +175,7 @@ def _time_from_text(text: str) -> time:
         if 1 <= h <= 12 and mi < 60 and sec < 60:
             h = h % 12 + (12 if m["ap"].lower() == "p" else 0)
             return time(h, mi, sec)
-    raise TimeValueError(f"\"{text}\" is not a time ({TIME_HINT})")
+    raise TimeValueError(f"{show(text)} is not a time ({TIME_HINT})")
 
 
 def _offset(text: str | None) -> tzinfo | None:
@@ -201,8 +216,8 @@ def _datetime_from_text(text: str, date_order: str) -> datetime:
     except TimeValueError:
         pass
     else:
-        raise TimeValueError(f"\"{text}\" has a date but no time of day ({DATETIME_HINT})")
-    raise TimeValueError(f"\"{text}\" is not a date and time ({DATETIME_HINT})")
+        raise TimeValueError(f"{show(text)} has a date but no time of day ({DATETIME_HINT})")
+    raise TimeValueError(f"{show(text)} is not a date and time ({DATETIME_HINT})")
 
 
 def parse_date(value: object, date_order: str = "MDY") -> date:
@@ -241,7 +256,9 @@ def parse_datetime(value: object, date_order: str = "MDY") -> datetime:
     """A full date and time: naive (local to the config's zone) unless the text has an offset."""
     if isinstance(value, datetime):
         if value.microsecond:
-            return value.replace(microsecond=0) + timedelta(seconds=value.microsecond >= 500_000)
+            whole = value.replace(microsecond=0)
+            return whole if value.microsecond < 500_000 or whole == datetime.max.replace(
+                microsecond=0, tzinfo=whole.tzinfo) else whole + timedelta(seconds=1)
         return value
     if isinstance(value, date):
         return datetime.combine(value, time(0))
@@ -280,17 +297,28 @@ def to_utc(value: datetime, tz: ZoneInfo) -> datetime:
     Ambiguous wall times (fall back) are their first occurrence; nonexistent ones (spring
     forward) raise ``NonexistentTimeError`` (see the module docstring for why).
     """
-    if value.tzinfo is not None:
-        return value.astimezone(UTC)
-    aware = value.replace(tzinfo=tz, fold=0)
-    utc = aware.astimezone(UTC)
-    if utc.astimezone(tz).replace(tzinfo=None) != value:
+    try:
+        if value.tzinfo is not None:
+            return value.astimezone(UTC)
+        aware = value.replace(tzinfo=tz, fold=0)
+        utc = aware.astimezone(UTC)
+        back = utc.astimezone(tz).replace(tzinfo=None)
+    except OverflowError:
+        # 9999-12-31 23:00 in Chicago is in the year 10000 in UTC; 0001-01-01 00:30 in Berlin
+        # is before year 1. Python's datetime cannot hold either: the row is out of range.
+        raise OutOfRangeError(
+            f"{show(value)} is outside the dates bulkmeet can convert to UTC (years 1 to "
+            f"9999{'' if value.tzinfo else ', in ' + tz.key}); check the year") from None
+    if back != value:
         raise NonexistentTimeError(_gap_message(value, tz))
     return utc
 
 
 def _exists(value: datetime, tz: ZoneInfo) -> bool:
-    return value.replace(tzinfo=tz).astimezone(UTC).astimezone(tz).replace(tzinfo=None) == value
+    try:
+        return value.replace(tzinfo=tz).astimezone(UTC).astimezone(tz).replace(tzinfo=None) == value
+    except OverflowError:
+        return True  # at the very ends of the calendar: stop walking
 
 
 def _gap_message(value: datetime, tz: ZoneInfo) -> str:
@@ -315,7 +343,10 @@ def format_local(value: date | time | datetime) -> str:
         if value.tzinfo is None and value.time() == time(0):
             return value.date().isoformat()
         if value.tzinfo is not None:
-            value = value.astimezone(UTC)
+            try:
+                value = value.astimezone(UTC)
+            except OverflowError:  # beyond year 9999 in UTC: keep the offset as typed
+                return value.isoformat(timespec="seconds")
             return value.strftime("%Y-%m-%dT%H:%M:%SZ")
         return value.isoformat(timespec="minutes" if value.second == 0 else "seconds")
     if isinstance(value, time):

@@ -1,4 +1,5 @@
-"""Write samples/schedule.xlsx and samples/schedule.csv: one spring term, the same rows in both.
+"""Write samples/schedule.xlsx and samples/schedule.csv: one spring term, the same rows in both;
+and samples/registrar/ (a registrar-style export, see make_registrar.py).
 
 Run from anywhere: ``python samples/make_samples.py [OUTPUT_DIR]`` (default: this folder). The
 output is byte-for-byte deterministic, so tests can check the committed files are current.
@@ -191,6 +192,11 @@ def main(argv: list[str]) -> None:
     write_xlsx(out / "schedule.xlsx")
     write_csv(out / "schedule.csv")
     print(f"wrote {out / 'schedule.xlsx'} and {out / 'schedule.csv'} ({len(rows())} rows)")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import make_registrar  # the registrar-export sample, beside this file
+
+    written = make_registrar.write(out / "registrar")
+    print("wrote " + ", ".join(str(p) for p in written))
 
 
 if __name__ == "__main__":

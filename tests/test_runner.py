@@ -5,9 +5,18 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from bulkmeet.graph import FakeGraph, GraphResponse
+from bulkmeet.graph import GraphResponse
 from bulkmeet.models import CREATED, EXISTING, FAILED, MeetingRequest
-from bulkmeet.runner import Gate, RetryPolicy, Runner, differences, resolve_organizers
+from bulkmeet.runner import (
+    Completed,
+    Gate,
+    Operation,
+    RetryPolicy,
+    Runner,
+    differences,
+    resolve_organizers,
+)
+from tests.fakes import FakeGraph
 
 ORG = "f199edb8-f58c-5e6b-9f48-a3723d49780c"
 FAST = RetryPolicy(max_attempts=3, max_throttled=5, base_delay=0.01, max_delay=0.05)
@@ -168,3 +177,43 @@ def test_a_token_failure_mid_run_fails_rows_with_its_sentence_not_a_traceback(ca
     assert {r.status for r in results.values()} == {FAILED}
     assert results["ext-0"].error.startswith("The client secret has expired (AADSTS7000222)")
     assert "Traceback" not in caplog.text
+
+
+def test_any_operation_runs_through_the_same_retries_and_organizer_rules():
+    """What sync's PATCH/DELETE/GET use: a 503 is retried, a 204 finishes it, an item's 404 does
+    not block the organizer's other operations."""
+    answers = {"a": [error(503, "ServiceUnavailable"), GraphResponse(204)],
+               "b": [error(404, "NotFound")], "c": [GraphResponse(204)]}
+    seen_ids = []
+
+    def op(name: str) -> Operation:
+        def call(gateway, organizer_id):
+            seen_ids.append(organizer_id)
+            return answers[name].pop(0)
+        return Operation(call, organizer=ORG, key=name, done=frozenset({204}), organizer_404=False)
+
+    done: dict[str, Completed] = {}
+    runner = Runner(FakeGraph(), concurrency=1, policy=FAST)
+    stats = runner.run_operations([op("a"), op("b"), op("c")], lambda c: done.update({c.operation.key: c}))
+    assert (done["a"].ok, done["a"].attempts) == (True, 2)
+    assert (done["b"].ok, done["b"].response.status) == (False, 404)
+    assert done["c"].ok  # sent: the item's 404 said nothing about the organizer
+    assert stats.requests == 4 and not stats.blocked_organizers
+    assert set(seen_ids) == {ORG}
+
+
+def test_a_throttled_lookup_is_retried_by_the_shared_scheduler():
+    graph = FakeGraph(users={"ada@school.example": ORG})
+    graph.script["ada@school.example"] = [error(429, "TooManyRequests", **{"Retry-After": "0"}),
+                                          error(503, "ServiceUnavailable")]
+    resolved, problems = resolve_organizers(graph, ["ada@school.example"], policy=FAST)
+    assert resolved == {"ada@school.example": ORG} and problems == {}
+    assert sum(1 for c in graph.calls if c[0] == "getUser") == 3
+
+
+def test_unresolved_organizers_fail_with_the_given_sentence_without_a_request():
+    upn = "nobody@school.example"
+    results, stats, _ = run(FakeGraph(), [req(0, organizer=upn)],
+                            organizer_problems={upn: "Organizer nobody@school.example was not found."})
+    assert results["ext-0"].error == "Organizer nobody@school.example was not found."
+    assert stats.requests == 0 and upn in stats.blocked_organizers

@@ -193,3 +193,40 @@ def test_format_local_is_canonical():
     assert times.format_local(datetime(2027, 2, 1, 9, 0)) == "2027-02-01T09:00"
     assert times.format_local(datetime(2027, 2, 1, 9, 0, tzinfo=timezone(timedelta(hours=1)))) \
         == "2027-02-01T08:00:00Z"
+
+
+# --- the ends of the calendar (issue 12, item 1) ------------------------------------------------
+
+@pytest.mark.parametrize("value, tz", [
+    (datetime(9999, 12, 31, 23, 0), CHICAGO),  # year 10000 in UTC
+    (datetime(1, 1, 1, 0, 30), BERLIN),  # before year 1 in UTC
+    (datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1))), BERLIN),
+])
+def test_a_value_beyond_the_calendar_is_a_row_error_not_a_crash(value, tz):
+    with pytest.raises(times.OutOfRangeError, match="outside the dates bulkmeet can convert"):
+        to_utc(value, tz)
+
+
+def test_out_of_range_values_still_format_and_round():
+    aware = datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1)))
+    assert times.format_local(aware) == "9999-12-31T23:30:00-01:00"
+    assert times.parse_datetime(datetime(9999, 12, 31, 23, 59, 59, 900_000)) \
+        == datetime(9999, 12, 31, 23, 59, 59)
+
+
+def test_one_out_of_range_row_leaves_the_others_planned(tmp_path):
+    from bulkmeet.config import parse_config
+    from bulkmeet.models import Sheet, SheetRow
+    from bulkmeet.plan import plan_rows
+
+    cfg = parse_config({"mapping": {
+        "organizer": "T", "subject": "{C}", "start": "S", "time_zone": "Europe/Berlin",
+        "keys": ["C", "S"]}})
+    rows = (SheetRow(2, {"T": "t@x.example", "C": "a", "S": "0001-01-01 00:30"}),
+            SheetRow(3, {"T": "t@x.example", "C": "b", "S": "9999-12-31T23:30-01:00"}),
+            SheetRow(4, {"T": "t@x.example", "C": "c", "S": "2027-03-01 09:00"}))
+    plan = plan_rows(Sheet(tmp_path / "s.csv", None, ("T", "C", "S"), rows), cfg,
+                     now=datetime(2027, 1, 1, tzinfo=UTC))
+    assert [r.row for r in plan.requests] == [4]
+    assert [(i.row, i.column) for i in plan.invalid] == [(2, "S"), (3, "S")]
+    assert "0001-01-01 00:30 is outside the dates" in plan.invalid[0].message

@@ -1,30 +1,41 @@
-"""The emulator as a Python object: options, lifecycle, routing, stats, admin endpoints, state.
+"""The emulator as a Python object: lifecycle, routing, stats, admin endpoints, state.
 
 Tests start one in-process (``with Emulator(EmulatorOptions()) as emu: ...``); the CLI and the
-benchmarks run the same object in its own process (``bulkmeet emulator``).
+benchmarks run the same object in its own process (``bulkmeet emulator``). The services (Graph,
+identity) get a narrow ``Context`` (clock, settings, counters, persistence) built before them,
+never this object.
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import shutil
 import socket
 import sys
 import tempfile
 import threading
-import time
 import traceback
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bulkmeet.emulator.context import Clock, Context, NoPersist, Persist, Settings, Stats
 from bulkmeet.emulator.directory import Directory, load_directory
-from bulkmeet.emulator.faults import FAULT_KINDS, Chaos, RateLimiter
+from bulkmeet.emulator.faults import FAULT_KINDS, Chaos
 from bulkmeet.emulator.graph import GraphService
 from bulkmeet.emulator.httpd import HTTPSServer, Request, Response
 from bulkmeet.emulator.identity import DEVICE_CODE_LIFETIME_S, IdentityService, device_login_page
-from bulkmeet.emulator.state import STATE_VERSION, atomic_write_bytes, load_state
+from bulkmeet.emulator.options import (
+    EmulatorOptions,
+    check_bool,
+    check_fault_rate,
+    check_loopback,
+    check_policy_code,
+    check_positive,
+    check_rate,
+    parse_latency,
+)
+from bulkmeet.emulator.state import STATE_VERSION, Journal, journal_path, load_state, write_file
+from bulkmeet.emulator.throttle import Throttle, ThrottleOptions
 from bulkmeet.emulator.tls import (
     CA_CERT_NAME,
     CertificateAuthority,
@@ -34,177 +45,27 @@ from bulkmeet.emulator.tls import (
 )
 from bulkmeet.emulator.tokens import GRAPH_RESOURCE, TokenService
 
-SAVE_INTERVAL_S = 0.5
+__all__ = ["Emulator", "EmulatorOptions", "check_loopback", "free_port_hint", "parse_latency"]
+
 _UNSET: Any = ...
+THROTTLE_KEYS = ("rate_limit", "burst", "per_organizer_rate", "early_penalty_s",
+                 "ratelimit_headers", "meeting_cap", "cap_error")
+CONFIG_KEYS = frozenset({"latency_ms", "fault_rate", "token_lifetime_s", "stall_s", "seed",
+                         "device_code_interval_s", "device_code_lifetime_s", "helpful_errors",
+                         "policy_error_code", *THROTTLE_KEYS})
 
 
-@dataclass(frozen=True)
-class EmulatorOptions:
-    host: str = "127.0.0.1"  # loopback only: the emulator hands out tokens
-    port: int = 0  # 0 = ephemeral
-    directory: Path | None = None  # None = the built-in demo directory
-    latency_ms: tuple[float, float] = (0.0, 0.0)  # uniform min..max delay before Graph answers
-    rate_limit: float | None = None  # requests/s per (tenant, app); None = unlimited
-    fault_rate: float = 0.0  # probability of an injected fault per Graph request
-    seed: int | None = None
-    state_path: Path | None = None  # keep meetings, device codes, refresh tokens, keys here
-    ca_dir: Path | None = None  # keep/load ca.pem + ca-key.pem here; None = a temp dir
-    token_lifetime_s: int = 3600
-    stall_s: float = 35.0  # how long a "stall" fault holds the response
-    device_code_interval_s: int = 5  # polling interval the devicecode endpoint asks for
-
-
-def check_loopback(host: str) -> str:
-    if host == "localhost":
-        return "127.0.0.1"
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        raise ValueError(f"--host '{host}' is not an IP address; the emulator listens on "
-                         "loopback only (127.0.0.1 or ::1).") from None
-    if not ip.is_loopback:
-        raise ValueError(f"--host '{host}' is not a loopback address; the emulator hands out "
-                         "tokens and listens on loopback only (127.0.0.1 or ::1).")
-    return str(ip)
-
-
-def parse_latency(value: Any) -> tuple[float, float]:
-    """``50``, ``"10-200"``, ``(10, 200)`` -> (min, max) milliseconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        lo = hi = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        lo_s, sep, hi_s = text.partition("-")
-        try:
-            lo = float(lo_s)
-            hi = float(hi_s) if sep else lo
-        except ValueError:
-            raise ValueError(f"latency '{value}' must be MIN or MIN-MAX in milliseconds, "
-                             "e.g. 20 or 10-200.") from None
-    elif isinstance(value, (tuple, list)) and len(value) == 2:
-        try:
-            lo, hi = float(value[0]), float(value[1])
-        except (TypeError, ValueError):
-            raise ValueError(f"latency {value!r} must be two numbers (milliseconds).") from None
-    else:
-        raise ValueError(f"latency {value!r} must be MIN or MIN-MAX in milliseconds.")
-    if lo < 0 or hi < lo:
-        raise ValueError(f"latency {value!r}: need 0 <= MIN <= MAX (milliseconds).")
-    return lo, hi
-
-
-def _check_rate(rate: Any) -> float | None:
-    if rate is None:
-        return None
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
-        raise ValueError(f"rate limit {rate!r} must be a number of requests/second above 0.")
-    return float(rate)
-
-
-def _check_fault_rate(rate: Any) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-        raise ValueError(f"fault rate {rate!r} must be a probability between 0 and 1.")
-    return float(rate)
-
-
-def _check_positive(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{what} {value!r} must be a number above 0.")
-    return value
-
-
-class _Settings:
-    """Knobs that ``configure()`` may change while the emulator runs."""
-
-    def __init__(self, token_lifetime_s: int, stall_s: float, device_code_interval_s: int) -> None:
-        self.token_lifetime_s = token_lifetime_s
-        self.stall_s = stall_s
-        self.device_code_interval_s = device_code_interval_s
-        self.device_code_lifetime_s: float = DEVICE_CODE_LIFETIME_S
-
-
-class _Stats:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._started = time.time()
-        self.reset()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests = 0
-            self.by_path: dict[str, dict[str, int]] = {}
-            self.by_status: dict[str, int] = {}
-            self.created = 0
-            self.throttled = 0
-            self.faults: dict[str, int] = {k: 0 for k in FAULT_KINDS}
-            self.faults_after_create = 0
-            self.in_flight = getattr(self, "in_flight", 0)
-            self.in_flight_peak = self.in_flight
-            self.token_requests = 0
-            self.tokens_issued = 0
-
-    def enter(self) -> None:
-        with self._lock:
-            self.in_flight += 1
-            if self.in_flight > self.in_flight_peak:
-                self.in_flight_peak = self.in_flight
-
-    def leave(self, key: str | None, label: str) -> None:
-        with self._lock:
-            self.in_flight -= 1
-            if key is None:
-                return
-            self.requests += 1
-            per = self.by_path.get(key)
-            if per is None:
-                per = self.by_path[key] = {}
-            per[label] = per.get(label, 0) + 1
-            self.by_status[label] = self.by_status.get(label, 0) + 1
-
-    def count_created(self) -> None:
-        with self._lock:
-            self.created += 1
-
-    def count_throttled(self) -> None:
-        with self._lock:
-            self.throttled += 1
-
-    def count_fault(self, kind: str, after: bool) -> None:
-        with self._lock:
-            self.faults[kind] = self.faults.get(kind, 0) + 1
-            if after and kind != "stall":
-                self.faults_after_create += 1
-
-    def count_token_request(self) -> None:
-        with self._lock:
-            self.token_requests += 1
-
-    def count_token_issued(self) -> None:
-        with self._lock:
-            self.tokens_issued += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            throttled = self.throttled
-            return {
-                "requests": self.requests,
-                "by_path": {k: dict(v) for k, v in sorted(self.by_path.items())},
-                "by_status": dict(sorted(self.by_status.items())),
-                "created": self.created,
-                "throttled": throttled + self.faults.get("429", 0),
-                "rate_limited": throttled,
-                "faults": dict(self.faults),
-                "faults_after_create": self.faults_after_create,
-                "in_flight": self.in_flight,
-                "in_flight_peak": self.in_flight_peak,
-                "token_requests": self.token_requests,
-                "tokens_issued": self.tokens_issued,
-                "uptime_s": round(time.time() - self._started, 3),
-            }
+def _throttle_options(rate_limit: Any, burst: Any, per_organizer_rate: Any, early_penalty_s: Any,
+                      ratelimit_headers: Any, meeting_cap: Any, cap_error: Any) -> ThrottleOptions:
+    return ThrottleOptions(rate=check_rate(rate_limit), burst=check_rate(burst, "burst"),
+                           per_organizer_rate=check_rate(per_organizer_rate, "per-organizer rate"),
+                           early_penalty_s=early_penalty_s,
+                           ratelimit_headers=check_bool(ratelimit_headers, "ratelimit headers"),
+                           meeting_cap=meeting_cap, cap_error=str(cap_error)).checked()
 
 
 class Emulator:
-    """Microsoft Graph (onlineMeetings, users) + identity platform, on loopback HTTPS."""
+    """Microsoft Graph (onlineMeetings, users, $batch) + identity platform, on loopback HTTPS."""
 
     def __init__(self, options: EmulatorOptions = EmulatorOptions()) -> None:
         self.options = options
@@ -212,40 +73,49 @@ class Emulator:
         if not 0 <= int(options.port) <= 65535:
             raise ValueError(f"port {options.port} must be between 0 and 65535.")
         latency = parse_latency(options.latency_ms)
-        rate = _check_rate(options.rate_limit)
-        fault_rate = _check_fault_rate(options.fault_rate)
-        _check_positive(options.token_lifetime_s, "token lifetime")
-        _check_positive(options.stall_s, "stall seconds")
+        fault_rate = check_fault_rate(options.fault_rate)
+        throttle = Throttle(_throttle_options(**{k: getattr(options, k) for k in THROTTLE_KEYS}))
+        check_positive(options.token_lifetime_s, "token lifetime")
+        check_positive(options.stall_s, "stall seconds")
+        check_bool(options.helpful_errors, "helpful errors")
+        check_policy_code(options.policy_error_code)
         self.directory: Directory = load_directory(options.directory)
-        saved = load_state(Path(options.state_path)) if options.state_path else {}
+        state_path = Path(options.state_path) if options.state_path else None
+        saved = load_state(state_path) if state_path else {}
 
-        self._settings = _Settings(int(options.token_lifetime_s), float(options.stall_s),
-                                   int(options.device_code_interval_s))
+        self.clock = Clock()
+        self.clock.advance(options.clock_offset_s)
         self._seed = options.seed
-        self._stats = _Stats()
-        self._limiter = RateLimiter(rate)
-        self._chaos = Chaos(fault_rate, latency, options.seed)
         self._stop_event = threading.Event()
-        self._dirty = threading.Event()
-        self._save_lock = threading.Lock()
+        self._journal: Journal | None = Journal(journal_path(state_path)) if state_path else None
+        persist: Persist = self._journal or NoPersist()
         self._server: HTTPSServer | None = None
-        self._saver: threading.Thread | None = None
         self._stopped = False
         self._base_url = ""
-
-        self.graph = GraphService(self, options.seed)
-        self.identity = IdentityService(self)
         try:
             key_pem = saved.get("signingKeyPem")
-            self.tokens = TokenService(key_pem.encode() if key_pem else None)
+            self.tokens = TokenService(key_pem.encode() if key_pem else None, self.clock.time)
+            self.ctx = Context(
+                clock=self.clock,
+                settings=Settings(int(options.token_lifetime_s), float(options.stall_s),
+                                  int(options.device_code_interval_s), float(DEVICE_CODE_LIFETIME_S),
+                                  options.helpful_errors),
+                stats=Stats(self.clock), stop=self._stop_event, base_url=lambda: self.base_url,
+                persist=persist)
+            self.graph = GraphService(self.ctx, self.directory, self.tokens, throttle,
+                                      Chaos(fault_rate, latency, options.seed), options.seed,
+                                      options.policy_error_code)
+            self.identity = IdentityService(self.ctx, self.directory, self.tokens)
             saved_ca = saved.get("ca") if options.ca_dir is None else None
             ca = None
             if saved_ca:
                 ca = CertificateAuthority(saved_ca["certPem"].encode(), saved_ca["keyPem"].encode())
-                ca.cert, ca.key  # noqa: B018 - parse now: a damaged state file fails here
+                _ = ca.cert, ca.key  # parse now: a damaged state file fails here
             self.graph.import_state(saved.get("meetings", []))
             self.identity.import_state(saved)
         except (KeyError, TypeError, ValueError, AttributeError, AssertionError):
+            if self._journal is not None:
+                self._journal.close()
             raise ValueError(
                 f"{options.state_path}: the emulator state file is damaged; delete it to start "
                 "with an empty tenant, or pass another --state file."
@@ -258,7 +128,7 @@ class Emulator:
             self._ca = ca or load_or_create_ca(None)
             self._temp_dir = Path(tempfile.mkdtemp(prefix="bulkmeet-emulator-"))
             self.ca_path = self._temp_dir / CA_CERT_NAME
-            atomic_write_bytes(self.ca_path, self._ca.cert_pem, mode=0o644)
+            write_file(self.ca_path, self._ca.cert_pem, mode=0o644)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -275,6 +145,8 @@ class Emulator:
     def start(self) -> Emulator:
         if self._server is not None or self._stopped:
             raise RuntimeError("an Emulator object can be started once")
+        if self.options.state_path:
+            self.save_state()  # compact what was loaded, and keep the keys from the first moment
         cert, key = issue_server_certificate(self._ca, self.host)
         context = server_context(cert, key)
         self._server = HTTPSServer(self.host, int(self.options.port), context, self,
@@ -282,10 +154,6 @@ class Emulator:
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._base_url = f"https://{host}:{self._server.port}"
         self._server.start()
-        if self.options.state_path:
-            self._mark_dirty()  # write the keys at once, so a crash still keeps them
-            self._saver = threading.Thread(target=self._save_loop, name="emulator-state", daemon=True)
-            self._saver.start()
         return self
 
     @staticmethod
@@ -303,10 +171,13 @@ class Emulator:
         self._stop_event.set()
         if self._server is not None:
             self._server.stop()
-        if self._saver is not None:
-            self._saver.join(1.0)
-        if self.options.state_path:
-            self.save_state()
+        if self._journal is not None:
+            try:
+                self.save_state()
+                self._journal.close(remove=True)
+            except OSError as exc:  # the journal still holds every change: nothing is lost
+                print(f"bulkmeet emulator: cannot save state: {exc}", file=sys.stderr, flush=True)
+                self._journal.close()
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
 
@@ -318,54 +189,47 @@ class Emulator:
 
     # ------------------------------------------------------------------ state
 
-    def _mark_dirty(self) -> None:
-        if self.options.state_path:
-            self._dirty.set()
-
-    def _save_loop(self) -> None:
-        wait = SAVE_INTERVAL_S
-        while not self._stop_event.wait(wait):
-            if self._dirty.is_set():
-                began = time.monotonic()
-                try:
-                    self.save_state()
-                except OSError as exc:  # keep serving; the final save at stop() tries again
-                    print(f"bulkmeet emulator: cannot save state: {exc}", file=sys.stderr, flush=True)
-                # A big state file must not eat the CPU the emulator needs for requests.
-                wait = max(SAVE_INTERVAL_S, 10 * (time.monotonic() - began))
-
     def save_state(self) -> None:
-        """Write meetings, pending/approved device codes, refresh tokens and keys atomically.
+        """Compact: write everything to the snapshot atomically, then empty the journal.
 
         Meetings are spliced in as the bytes they are stored as, so saving 100,000 of them
-        costs a file write, not a re-encoding.
+        costs a file write, not a re-encoding. A crash between the two steps only replays
+        changes the snapshot already has (replaying is idempotent).
         """
         path = self.options.state_path
         if not path:
             return
-        with self._save_lock:
-            self._dirty.clear()
-            data: dict[str, Any] = {
-                "version": STATE_VERSION,
-                "signingKeyPem": self.tokens.signing_key_pem().decode(),
-            }
-            data.update(self.identity.export_state())
-            if self.options.ca_dir is None:
-                data["ca"] = {"certPem": self._ca.cert_pem.decode(), "keyPem": self._ca.key_pem.decode()}
-            head = json.dumps(data, indent=1, sort_keys=True).encode()
-            meetings = b",\n".join(r.state_bytes() for r in self.graph.records())
-            blob = head[:-1].rstrip() + b',\n "meetings": [\n' + meetings + b"\n]}\n"
-            atomic_write_bytes(Path(path), blob)
+        data: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "signingKeyPem": self.tokens.signing_key_pem().decode(),
+        }
+        data.update(self.identity.export_state())
+        if self.options.ca_dir is None:
+            data["ca"] = {"certPem": self._ca.cert_pem.decode(), "keyPem": self._ca.key_pem.decode()}
+        head = json.dumps(data, indent=1, sort_keys=True).encode()
+        meetings = b",\n".join(r.state_bytes() for r in self.graph.records())
+        blob = head[:-1].rstrip() + b',\n "meetings": [\n' + meetings + b"\n]}\n"
+        write_file(Path(path), blob)
+        if self._journal is not None:
+            self._journal.truncate()
 
     # ------------------------------------------------------------------ public API
 
     def stats(self) -> dict[str, Any]:
-        out = self._stats.snapshot()
+        out = self.ctx.stats.snapshot(FAULT_KINDS)
         out["meetings"] = self.graph.count()
+        out["journal_fsyncs"] = self._journal.fsyncs if self._journal else 0
+        t = self.graph.throttle.options
+        chaos = self.graph.chaos
+        s = self.ctx.settings
         out["config"] = {
-            "latency_ms": list(self._chaos.latency_ms), "rate_limit": self._limiter.rate,
-            "fault_rate": self._chaos.fault_rate, "seed": self._seed,
-            "token_lifetime_s": self._settings.token_lifetime_s, "stall_s": self._settings.stall_s,
+            "latency_ms": list(chaos.latency_ms), "rate_limit": t.rate, "burst": t.burst,
+            "per_organizer_rate": t.per_organizer_rate, "early_penalty_s": t.early_penalty_s,
+            "ratelimit_headers": t.ratelimit_headers, "meeting_cap": t.meeting_cap,
+            "cap_error": t.cap_error, "fault_rate": chaos.fault_rate, "seed": self._seed,
+            "token_lifetime_s": s.token_lifetime_s, "stall_s": s.stall_s,
+            "helpful_errors": s.helpful_errors, "policy_error_code": self.graph.policy_code,
+            "clock_offset_s": self.clock.offset,
         }
         return out
 
@@ -377,61 +241,92 @@ class Emulator:
 
         Tokens and refresh tokens stay valid, so clients need not sign in again.
         """
+        self.ctx.persist.sync(self.ctx.persist.write({"op": "reset"}))
         self.graph.reset(self._seed)
         self.identity.reset()
-        self._limiter.reset()
-        self._chaos.reseed(self._seed)
-        self._stats.reset()
-        self._mark_dirty()
+        self.graph.chaos.reseed(self._seed)
+        self.ctx.stats.reset()
 
-    def configure(self, *, latency_ms: Any = None, rate_limit: Any = _UNSET,
-                  fault_rate: float | None = None, token_lifetime_s: int | None = None,
-                  stall_s: float | None = None, seed: int | None = None,
-                  device_code_interval_s: int | None = None,
-                  device_code_lifetime_s: float | None = None) -> None:
+    def advance_clock(self, seconds: float) -> float:
+        """Move emulated time forward (tokens age, Retry-After windows pass); returns the offset."""
+        return self.clock.advance(seconds)
+
+    def configure(self, *, latency_ms: Any = None, fault_rate: float | None = None,
+                  token_lifetime_s: int | None = None, stall_s: float | None = None,
+                  seed: int | None = None, device_code_interval_s: int | None = None,
+                  device_code_lifetime_s: float | None = None, helpful_errors: bool | None = None,
+                  policy_error_code: str | None = None, **throttle: Any) -> None:
         """Change knobs while running; ``rate_limit=None`` switches throttling off.
 
-        ``seed`` restarts the fault sequence; ``device_code_lifetime_s`` (default 900) applies to
-        codes issued afterwards, so a test can see ``expired_token`` without waiting 15 minutes.
+        Throttle knobs: ``rate_limit``, ``burst``, ``per_organizer_rate``, ``early_penalty_s``,
+        ``ratelimit_headers``, ``meeting_cap`` (None = off), ``cap_error``. ``seed`` restarts the
+        fault sequence; ``device_code_lifetime_s`` (default 900) applies to codes issued later.
         """
         # Validate everything first, so a bad value changes nothing.
+        unknown = sorted(set(throttle) - set(THROTTLE_KEYS))
+        if unknown:
+            raise TypeError(f"unknown setting(s) {', '.join(unknown)}")
         lat = parse_latency(latency_ms) if latency_ms is not None else None
-        rate = _check_rate(rate_limit) if rate_limit is not _UNSET else _UNSET
-        faults = _check_fault_rate(fault_rate) if fault_rate is not None else None
-        if token_lifetime_s is not None and (isinstance(token_lifetime_s, bool)
-                                             or not isinstance(token_lifetime_s, (int, float))):
-            raise ValueError(f"token lifetime {token_lifetime_s!r} must be a number of seconds.")
+        faults = check_fault_rate(fault_rate) if fault_rate is not None else None
+        new_throttle = None
+        if throttle:
+            now = self.graph.throttle.options
+            current = {"rate_limit": now.rate, **{k: getattr(now, k) for k in THROTTLE_KEYS[1:]}}
+            current.update(throttle)
+            new_throttle = _throttle_options(**current)
+        if token_lifetime_s is not None:
+            check_positive(token_lifetime_s, "token lifetime")
         if stall_s is not None:
-            _check_positive(stall_s, "stall seconds")
+            check_positive(stall_s, "stall seconds")
         if device_code_interval_s is not None:
-            _check_positive(device_code_interval_s, "device code interval")
+            check_positive(device_code_interval_s, "device code interval")
         if device_code_lifetime_s is not None and (
                 isinstance(device_code_lifetime_s, bool)
                 or not isinstance(device_code_lifetime_s, (int, float)) or device_code_lifetime_s < 0):
             raise ValueError(f"device code lifetime {device_code_lifetime_s!r} must be seconds >= 0.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed {seed!r} must be an integer.")
+        if helpful_errors is not None:
+            check_bool(helpful_errors, "helpful errors")
+        if policy_error_code is not None:
+            check_policy_code(policy_error_code)
+        self._apply(lat, faults, new_throttle, token_lifetime_s, stall_s, seed,
+                    device_code_interval_s, device_code_lifetime_s, helpful_errors, policy_error_code)
+
+    def _apply(self, lat: Any, faults: Any, throttle: ThrottleOptions | None, token_lifetime_s: Any,
+               stall_s: Any, seed: Any, interval: Any, lifetime: Any, helpful: Any,
+               policy_code: Any) -> None:
+        chaos, s = self.graph.chaos, self.ctx.settings
         if lat is not None:
-            self._chaos.latency_ms = lat
-        if rate is not _UNSET:
-            self._limiter.reset(rate)
+            chaos.latency_ms = lat
         if faults is not None:
-            self._chaos.fault_rate = faults
+            chaos.fault_rate = faults
+        if throttle is not None:
+            self.graph.throttle.reset(throttle, counts=False)
         if token_lifetime_s is not None:
-            self._settings.token_lifetime_s = int(token_lifetime_s)
+            s.token_lifetime_s = int(token_lifetime_s)
         if stall_s is not None:
-            self._settings.stall_s = float(stall_s)
-        if device_code_interval_s is not None:
-            self._settings.device_code_interval_s = int(device_code_interval_s)
-        if device_code_lifetime_s is not None:
-            self._settings.device_code_lifetime_s = float(device_code_lifetime_s)
+            s.stall_s = float(stall_s)
+        if interval is not None:
+            s.device_code_interval_s = int(interval)
+        if lifetime is not None:
+            s.device_code_lifetime_s = float(lifetime)
+        if helpful is not None:
+            s.helpful_errors = helpful
+        if policy_code is not None:
+            self.graph.policy_code = policy_code
         if seed is not None:
             self._seed = seed
-            self._chaos.reseed(seed)
+            chaos.reseed(seed)
 
     def approve_device_code(self, user_code: str, user: str) -> None:
         """Approve a device-code sign-in as ``user`` (UPN or object id), as a person would."""
         self.identity.approve(user_code, user)
+
+    def deny_device_code(self, user_code: str, error: str = "authorization_declined") -> None:
+        """The next poll for this code gets ``error`` (authorization_declined,
+        bad_verification_code or expired_token)."""
+        self.identity.deny(user_code, error)
 
     def issue_access_token(self, *, tenant_id: str | None = None, client_id: str | None = None,
                            user: str | None = None, scopes: list[str] | None = None,
@@ -447,7 +342,7 @@ class Emulator:
         app = tenant.app(client_id) if client_id else (tenant.apps[0] if tenant.apps else None)
         if app is None:
             raise ValueError(f"app {client_id} is not in tenant {tenant.id}")
-        lifetime = self._settings.token_lifetime_s if lifetime_s is None else lifetime_s
+        lifetime = self.ctx.settings.token_lifetime_s if lifetime_s is None else lifetime_s
         if user is not None:
             who = tenant.find_user(user)
             if who is None:
@@ -459,7 +354,7 @@ class Emulator:
     # ------------------------------------------------------------------ HTTP entry (httpd.App)
 
     def handle(self, request: Request) -> Response:
-        self._stats.enter()
+        self.ctx.stats.enter()
         request.request_id = str(uuid.uuid4())
         request.client_request_id = request.headers.get("client-request-id") or str(uuid.uuid4())
         path = request.path
@@ -468,7 +363,9 @@ class Emulator:
             return self.graph.handle(request, segs[0], segs[1:])
         if path.startswith("/_emulator/"):
             request.stat_key = ""
-            return self._admin(request)
+            from bulkmeet.emulator.admin import handle_admin
+
+            return handle_admin(self, request)
         segs = request.segments()
         if segs and segs[0] == "devicelogin":
             request.stat_key = f"{request.method} /devicelogin"
@@ -483,59 +380,7 @@ class Emulator:
             [("request-id", request.request_id), ("client-request-id", request.client_request_id)])
 
     def finished(self, request: Request, response: Response | None, label: str) -> None:
-        self._stats.leave(request.stat_key or None, label)
-
-    # ------------------------------------------------------------------ admin endpoints
-
-    def _admin(self, request: Request) -> Response:
-        route = (request.method, request.path.rstrip("/"))
-        try:
-            if route == ("GET", "/_emulator/stats"):
-                return _json(200, self.stats())
-            if route == ("GET", "/_emulator/meetings"):
-                return _json(200, self.meetings())
-            if route == ("GET", "/_emulator/health"):
-                return _json(200, {"ok": True})
-            if route == ("POST", "/_emulator/reset"):
-                self.reset()
-                return _json(200, {"ok": True})
-            if route == ("POST", "/_emulator/config"):
-                body = _admin_body(request)
-                allowed = {"latency_ms", "rate_limit", "fault_rate", "token_lifetime_s", "stall_s",
-                           "seed", "device_code_interval_s", "device_code_lifetime_s"}
-                unknown = sorted(set(body) - allowed)
-                if unknown:
-                    raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: "
-                                     f"{', '.join(sorted(allowed))}")
-                self.configure(**body)
-                return _json(200, self.stats()["config"])
-            if route == ("POST", "/_emulator/devicecode/approve"):
-                body = _admin_body(request)
-                code, user = body.get("user_code"), body.get("user")
-                if not isinstance(code, str) or not isinstance(user, str):
-                    raise ValueError('send {"user_code": "...", "user": "UPN or object id"}')
-                try:
-                    self.approve_device_code(code, user)
-                except LookupError as exc:
-                    return _json(404, {"error": str(exc)})
-                return _json(200, {"ok": True})
-        except (ValueError, TypeError) as exc:
-            return _json(400, {"error": str(exc)})
-        return _json(404, {"error": f"no admin endpoint {request.method} {request.path}"})
-
-
-def _json(status: int, payload: Any) -> Response:
-    return Response(status, json.dumps(payload, separators=(",", ":")).encode())
-
-
-def _admin_body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        raise ValueError("the body must be JSON") from None
-    if not isinstance(body, dict):
-        raise ValueError("the body must be a JSON object")
-    return body
+        self.ctx.stats.leave(request.stat_key or None, label)
 
 
 def free_port_hint(host: str, port: int) -> str:

@@ -17,7 +17,7 @@ import click
 
 from bulkmeet.emulator.app import Emulator, EmulatorOptions, free_port_hint, parse_latency
 from bulkmeet.emulator.directory import DEMO_DIRECTORY, DirectoryError
-from bulkmeet.emulator.state import atomic_write_bytes
+from bulkmeet.emulator.state import write_file
 
 
 class _OneLineErrors(click.Command):
@@ -106,7 +106,7 @@ def emulator(ctx: click.Context, host: str, port: int, directory: Path | None,
     try:
         ca_path = emu.ca_path
         if ca_out is not None:
-            atomic_write_bytes(ca_out, emu.ca_path.read_bytes(), mode=0o644)
+            write_file(ca_out, emu.ca_path.read_bytes(), mode=0o644)
             ca_path = ca_out
         click.echo(f"bulkmeet emulator listening on {emu.base_url}")
         sys.stdout.flush()
@@ -114,7 +114,7 @@ def emulator(ctx: click.Context, host: str, port: int, directory: Path | None,
         if ready_file is not None:
             payload = {"base_url": emu.base_url, "ca_path": str(Path(ca_path).resolve()),
                        "pid": os.getpid()}
-            atomic_write_bytes(ready_file, json.dumps(payload).encode(), mode=0o644)
+            write_file(ready_file, json.dumps(payload).encode(), mode=0o644)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:

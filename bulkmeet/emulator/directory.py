@@ -104,14 +104,18 @@ class Tenant:
     display_name: str
     users: tuple[User, ...]
     apps: tuple[App, ...]
+    domains: tuple[str, ...] = ()  # verified domains named in the file, lower-case
     _by_id: dict[str, User] = field(init=False, repr=False, compare=False)
     _by_upn: dict[str, User] = field(init=False, repr=False, compare=False)
     _apps: dict[str, App] = field(init=False, repr=False, compare=False)
+    upn_domains: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {u.id: u for u in self.users})
         object.__setattr__(self, "_by_upn", {u.user_principal_name.lower(): u for u in self.users})
         object.__setattr__(self, "_apps", {a.client_id: a for a in self.apps})
+        object.__setattr__(self, "upn_domains", frozenset(
+            u.user_principal_name.rpartition("@")[2].lower() for u in self.users))
 
     def user_by_id(self, object_id: str) -> User | None:
         return self._by_id.get(object_id.lower())
@@ -138,6 +142,20 @@ class Directory:
 
     def tenant(self, tenant_id: str) -> Tenant | None:
         return self._tenants.get(tenant_id.lower())
+
+    def tenant_by_name(self, name: str) -> Tenant | None:
+        """By id or by a verified domain, as the identity platform accepts either in its URLs."""
+        found = self.tenant(name)
+        if found is not None:
+            return found
+        low = name.lower()
+        for tenant in self.tenants:
+            if low in tenant.domains:
+                return tenant
+        for tenant in self.tenants:  # the domain of its users' UPNs is verified there too
+            if low in tenant.upn_domains:
+                return tenant
+        return None
 
 
 # --------------------------------------------------------------------------- loading
@@ -168,11 +186,16 @@ def parse_directory(data: Any, source: str = "directory") -> Directory:
         )
     tenants: list[Tenant] = []
     seen: set[str] = set()
+    owners: dict[str, str] = {}
     for i, raw in enumerate(data["tenants"]):
         tenant = _tenant(raw, f"{source}: tenants[{i}]")
         if tenant.id in seen:
             raise DirectoryError(f"{source}: tenants[{i}] repeats tenant id '{tenant.id}'.")
         seen.add(tenant.id)
+        for domain in tenant.domains:
+            if owners.setdefault(domain, tenant.id) != tenant.id:
+                raise DirectoryError(f"{source}: tenants[{i}] uses domain '{domain}', which belongs "
+                                     f"to tenant {owners[domain]} (a domain is verified in one tenant).")
         tenants.append(tenant)
     return Directory(tuple(tenants), source)
 
@@ -248,11 +271,16 @@ def _tenant(raw: Any, where: str) -> Tenant:
             raise DirectoryError(f"{where}: apps[{j}] repeats clientId '{app.client_id}'.")
         client_ids.add(app.client_id)
         apps.append(app)
+    domains = _str_list(raw, "domains", where)
+    for domain in domains:
+        if "@" in domain or "." not in domain or "/" in domain:
+            raise DirectoryError(f"{where}: domain {domain!r} must look like contoso.onmicrosoft.com.")
     return Tenant(
         id=tenant_id,
         display_name=_str(raw, "displayName", where, required=False) or tenant_id,
         users=tuple(users),
         apps=tuple(apps),
+        domains=tuple(d.lower() for d in domains),
     )
 
 

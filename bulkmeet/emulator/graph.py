@@ -1,34 +1,36 @@
-"""The Graph half of the emulator: onlineMeetings createOrGet/GET/PATCH/DELETE and users.
+"""The Graph half of the emulator: onlineMeetings createOrGet/GET/PATCH/DELETE, users, $batch.
 
 Authorization is as strict as Graph's: a bad token is 401, a missing role or scope is 403, an
-organizer without an application access policy is 403 with Graph's exact message, and a UPN
-where the object id belongs is 404. A client that works here has handled what Graph will do.
+organizer without an application access policy is 403 (code ``Forbidden`` or ``General``, as
+both are seen in the wild), and a UPN where the object id belongs is 404 ``UnknownError`` with
+no message. Error *messages* are as terse as Graph's by default ("An error has occurred."), so
+that no client sentence can come to depend on the emulator's wording; ``helpful_errors`` turns
+on explanations for people debugging by hand.
 """
 from __future__ import annotations
 
 import json
 import random
-import threading
-import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
-from bulkmeet.emulator.directory import Tenant, User
-from bulkmeet.emulator.faults import Fault
+from bulkmeet.emulator.context import Context
+from bulkmeet.emulator.directory import Directory, Tenant, User
+from bulkmeet.emulator.faults import Chaos, Fault
 from bulkmeet.emulator.httpd import Request, Response
 from bulkmeet.emulator.meetings import (
     SELECTABLE,
     BodyError,
-    apply_patch,
     new_meeting,
     parse_create_or_get,
     user_json,
 )
-from bulkmeet.emulator.tokens import Principal, TokenRejected
-
-if TYPE_CHECKING:  # pragma: no cover
-    from bulkmeet.emulator.app import Emulator
+from bulkmeet.emulator.patch import apply_patch
+from bulkmeet.emulator.store import MeetingRecord, MeetingStore
+from bulkmeet.emulator.throttle import Throttle
+from bulkmeet.emulator.tokens import Principal, TokenRejected, TokenService
 
 GRAPH_CONTENT_TYPE = ("application/json;odata.metadata=minimal;odata.streaming=true;"
                       "IEEE754Compatible=false;charset=utf-8")
@@ -39,9 +41,11 @@ DELEGATED_READ = frozenset({"onlinemeetings.read", DELEGATED_WRITE})
 USER_READ_ROLES = frozenset({"User.Read.All", "User.ReadBasic.All", "User.ReadWrite.All",
                              "Directory.Read.All", "Directory.ReadWrite.All"})
 NO_POLICY = "No application access policy found for this app."
+POLICY_CODES = ("Forbidden", "General")
 ME_WITH_APP_TOKEN = "/me request is only valid with delegated authentication flow."
 BAD_JSON = ("Unable to read JSON request payload. Please ensure Content-Type header is set and "
             "payload is of valid JSON format.")
+VAGUE = "An error has occurred."
 _SELECT_CANON = {name.lower(): name for name in SELECTABLE}
 
 
@@ -55,56 +59,23 @@ class GraphError(Exception):
         self.headers = headers or []
 
 
-class MeetingRecord:
-    """One meeting, kept as its JSON bytes.
+@dataclass(frozen=True)
+class Routed:
+    """Where a Graph request goes: ``handler`` None means ``error`` is the answer."""
 
-    Bytes, not a dict: createOrGet for an existing meeting is then a lookup and a concatenation,
-    and a tenant with 100,000 meetings does not hold millions of small objects for the garbage
-    collector to walk on every collection.
-    """
-
-    __slots__ = ("tenant_id", "organizer_id", "external_id", "app_id", "raw")
-
-    def __init__(self, tenant_id: str, organizer_id: str, external_id: str, app_id: str,
-                 raw: bytes) -> None:
-        self.tenant_id = tenant_id
-        self.organizer_id = organizer_id
-        self.external_id = external_id
-        self.app_id = app_id
-        self.raw = raw
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return json.loads(self.raw)
-
-    def body(self, version: str) -> bytes:
-        return (b'{"@odata.context":"https://graph.microsoft.com/' + version.encode()
-                + b'/$metadata#microsoft.graph.onlineMeeting",' + self.raw[1:])
-
-    def state_bytes(self) -> bytes:
-        """This record as state-file JSON, without decoding and re-encoding the meeting."""
-        head = json.dumps({"tenantId": self.tenant_id, "organizerId": self.organizer_id,
-                           "externalId": self.external_id, "appId": self.app_id},
-                          separators=(",", ":")).encode()
-        return head[:-1] + b',"meeting":' + self.raw + b"}"
-
-    def listing(self) -> dict[str, Any]:
-        out = self.data
-        out.update(organizerId=self.organizer_id, tenantId=self.tenant_id,
-                   externalId=self.external_id, createdByAppId=self.app_id)
-        return out
+    handler: Any
+    key: str  # normalised path for the stats
+    args: tuple
+    organizer: str | None = None  # for the per-organizer bucket
+    directory: bool = False  # a /users call: the directory service's headers and bucket
 
 
-def _dumps(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
-
-
-def _error_body(request: Request, code: str, message: str) -> bytes:
+def error_body(request: Request, code: str, message: str, now: float) -> bytes:
     return json.dumps({"error": {
         "code": code,
         "message": message,
         "innerError": {
-            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            "date": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S"),
             "request-id": request.request_id,
             "client-request-id": request.client_request_id,
         },
@@ -112,53 +83,63 @@ def _error_body(request: Request, code: str, message: str) -> bytes:
 
 
 class GraphService:
-    def __init__(self, emulator: Emulator, seed: int | None) -> None:
-        self._emu = emulator
-        self._lock = threading.Lock()
-        self._by_key: dict[tuple[str, str, str], MeetingRecord] = {}
-        self._by_id: dict[str, MeetingRecord] = {}
+    def __init__(self, ctx: Context, directory: Directory, tokens: TokenService,
+                 throttle: Throttle, chaos: Chaos, seed: int | None,
+                 policy_code: str = "random") -> None:
+        if policy_code not in (*POLICY_CODES, "random"):
+            raise ValueError(f"policy error code {policy_code!r} must be Forbidden, General or random.")
+        self.ctx = ctx
+        self._directory = directory
+        self._tokens = tokens
+        self.throttle = throttle
+        self.chaos = chaos
+        self.store = MeetingStore(ctx.persist)
+        self.policy_code = policy_code
+        self.reseed(seed)
+
+    def reseed(self, seed: int | None) -> None:
         self._rng = random.Random(None if seed is None else seed + 1)
+        self._policy_rng = random.Random(None if seed is None else seed + 2)
 
     # ------------------------------------------------------------------ state
 
     def count(self) -> int:
-        return len(self._by_key)
+        return self.store.count()
 
     def records(self) -> list[MeetingRecord]:
-        with self._lock:
-            return list(self._by_key.values())
+        return self.store.records()
 
     def reset(self, seed: int | None) -> None:
-        with self._lock:
-            self._by_key.clear()
-            self._by_id.clear()
-            self._rng = random.Random(None if seed is None else seed + 1)
+        self.store.clear()
+        self.reseed(seed)
+        self.throttle.reset()
 
     def import_state(self, meetings: list[dict[str, Any]]) -> None:
-        with self._lock:
-            for raw in meetings:
-                meeting = raw["meeting"]
-                rec = MeetingRecord(raw["tenantId"], raw["organizerId"], raw["externalId"],
-                                    raw.get("appId", ""), _dumps(meeting))
-                self._by_key[(rec.tenant_id, rec.organizer_id, rec.external_id)] = rec
-                self._by_id[meeting["id"]] = rec
+        self.store.load(meetings)
+        for rec in self.store.records():  # the monthly cap counts what survived
+            created = rec.data.get("creationDateTime") or ""
+            self.throttle.count_created(rec.tenant_id, rec.organizer_id, created[:7])
 
     # ------------------------------------------------------------------ entry point
 
     def handle(self, request: Request, version: str, rest: list[str]) -> Response:
-        low = [s.lower() for s in rest]
-        method = request.method
-        handler, key, args = self._route(method, rest, low)
-        request.stat_key = f"{method} /{version}/{key}"
+        routed = self.route(request.method, version, rest)
+        request.stat_key = f"{request.method} /{version}/{routed.key}"
         try:
-            if handler is None:
-                raise GraphError(*args)
+            if routed.handler is None:
+                raise GraphError(*routed.args)
             principal, tenant = self._authenticate(request)
         except GraphError as exc:
-            return self._error(request, exc)
-        return self._serve(request, version, principal, tenant, handler, args)
+            return self.error(request, exc)
+        if routed.handler == "batch":
+            from bulkmeet.emulator.batch import run_batch
 
-    def _route(self, method: str, rest: list[str], low: list[str]) -> tuple[Any, str, tuple]:
+            self.ctx.stats.bump("batches")
+            return run_batch(self, request, version, principal, tenant)
+        return self.serve(request, version, principal, tenant, routed)
+
+    def route(self, method: str, version: str, rest: list[str]) -> Routed:
+        low = [s.lower() for s in rest]
         n = len(low)
         if n >= 3 and low[-2] == "onlinemeetings" and low[:1] in (["me"], ["users"]):
             me = low[0] == "me"
@@ -168,24 +149,29 @@ class GraphService:
                 if low[-1] == "createorget":
                     key = f"{prefix}/onlineMeetings/createOrGet"
                     if method != "POST":
-                        return None, key, (405, "MethodNotAllowed",
-                                           f"The HTTP method '{method}' is not allowed; use POST.")
-                    return self._create_or_get, key, (user,)
+                        return Routed(None, key, (405, "MethodNotAllowed",
+                                                  f"The HTTP method '{method}' is not allowed; use POST."))
+                    return Routed(self._create_or_get, key, (user,), organizer=user or "me")
                 key = f"{prefix}/onlineMeetings/{{id}}"
                 if method not in ("GET", "PATCH", "DELETE"):
-                    return None, key, (405, "MethodNotAllowed",
-                                       f"The HTTP method '{method}' is not allowed for a meeting.")
-                return self._meeting, key, (user, rest[-1])
+                    return Routed(None, key, (405, "MethodNotAllowed",
+                                              f"The HTTP method '{method}' is not allowed for a meeting."))
+                return Routed(self._meeting, key, (user, rest[-1]), organizer=user or "me")
         if n == 1 and low[0] == "me" or n == 2 and low[0] == "users":
             key = "me" if n == 1 else "users/{id}"
             if method != "GET":
-                return None, key, (405, "MethodNotAllowed",
-                                   f"The HTTP method '{method}' is not allowed; the emulator "
-                                   "serves only GET on users.")
-            return self._user, key, (None if n == 1 else rest[1],)
+                return Routed(None, key, (405, "MethodNotAllowed",
+                                          f"The HTTP method '{method}' is not allowed; the emulator "
+                                          "serves only GET on users."))
+            return Routed(self._user, key, (None if n == 1 else rest[1],), directory=True)
+        if n == 1 and low[0] == "$batch":
+            if method != "POST":
+                return Routed(None, "$batch", (405, "MethodNotAllowed",
+                                               f"The HTTP method '{method}' is not allowed; use POST."))
+            return Routed("batch", "$batch", ())
         segment = rest[-1] if rest else ""
-        return None, "(unknown path)", (400, "BadRequest",
-                                        f"Resource not found for the segment '{segment}'.")
+        return Routed(None, "(unknown path)", (400, "BadRequest",
+                                               f"Resource not found for the segment '{segment}'."))
 
     def _authenticate(self, request: Request) -> tuple[Principal, Tenant]:
         auth = request.headers.get("authorization")
@@ -196,81 +182,85 @@ class GraphService:
             raise GraphError(401, "InvalidAuthenticationToken",
                              "Access token is empty or the Authorization header is not 'Bearer <token>'.")
         try:
-            principal = self._emu.tokens.verify_access_token(token.strip(), time.time())
+            principal = self._tokens.verify_access_token(token.strip(), self.ctx.clock.time())
         except TokenRejected as exc:
             raise GraphError(401, "InvalidAuthenticationToken", str(exc)) from None
-        tenant = self._emu.directory.tenant(principal.tenant_id)
+        tenant = self._directory.tenant(principal.tenant_id)
         if tenant is None or tenant.app(principal.app_id) is None:
             raise GraphError(401, "InvalidAuthenticationToken",
                              "Access token validation failure: the tenant or app is not in the "
                              "directory this emulator serves.")
         return principal, tenant
 
-    def _serve(self, request: Request, version: str, principal: Principal, tenant: Tenant,
-               handler: Any, args: tuple) -> Response:
-        emu = self._emu
-        throttle_headers: list[tuple[str, str]] = []
-        limiter = emu._limiter
-        if limiter.rate:
-            retry_after, throttle_headers = limiter.take((tenant.id, principal.app_id), time.monotonic())
-            if retry_after is not None:
-                emu._stats.count_throttled()
-                return self._error(request, GraphError(
-                    429, "TooManyRequests",
-                    f"Too many requests from this app for this tenant. Retry after {retry_after} "
-                    "seconds.", [("Retry-After", str(retry_after))] + throttle_headers))
+    def serve(self, request: Request, version: str, principal: Principal, tenant: Tenant,
+              routed: Routed, *, in_batch: bool = False) -> Response:
+        """Throttle, faults, then the handler. In a batch, latency was paid once by the batch
+        and a dropped or stalled item becomes a 504 item (the batch itself still answers)."""
+        ctx = self.ctx
+        organizer = routed.organizer
+        if organizer == "me":
+            organizer = principal.user_id
+        verdict = self.throttle.take(tenant.id, principal.app_id, organizer, ctx.clock.monotonic(),
+                                     directory=routed.directory)
+        if verdict.retry_after is not None:
+            ctx.stats.bump("throttled")
+            if verdict.early:
+                ctx.stats.bump("throttled_early")
+            return self.error(request, GraphError(
+                429, "TooManyRequests",
+                ctx.say(f"Too many requests from this app for this tenant. Retry after "
+                        f"{verdict.retry_after} seconds.", "Please retry again later."),
+                [("Retry-After", str(verdict.retry_after))] + verdict.headers))
         fault: Fault | None = None
-        chaos = emu._chaos
+        chaos = self.chaos
         if chaos.active:
             fault, delay = chaos.decide()
-            if delay > 0 and emu._stop_event.wait(delay):
-                return self._dropped()
+            if delay > 0 and not in_batch and ctx.stop.wait(delay):
+                return dropped()
             if fault is not None and not fault.after:
-                emu._stats.count_fault(fault.kind, after=False)
-                return self._fault_response(request, fault, throttle_headers)
+                ctx.stats.count_fault(fault.kind, after=False)
+                return self._fault_response(request, fault, verdict.headers, in_batch)
         try:
-            response = handler(request, version, principal, tenant, *args)
+            response = routed.handler(request, version, principal, tenant, *routed.args)
         except GraphError as exc:
-            response = self._error(request, exc)
+            response = self.error(request, exc)
         if fault is not None:  # after the work was done: the meeting may exist now
-            emu._stats.count_fault(fault.kind, after=True)
-            if fault.kind == "stall":
-                emu._stop_event.wait(emu._settings.stall_s)
-                if fault.stall_then_drop:
-                    return self._dropped()
-            else:
-                return self._fault_response(request, fault, throttle_headers)
-        if throttle_headers:
-            response.headers.extend(throttle_headers)
+            ctx.stats.count_fault(fault.kind, after=True)
+            if fault.kind != "stall":
+                return self._fault_response(request, fault, verdict.headers, in_batch)
+            if in_batch:
+                return self._fault_response(request, Fault("504", True, 0, False), [], in_batch)
+            ctx.stop.wait(ctx.settings.stall_s)
+            if fault.stall_then_drop:
+                return dropped()
+        if verdict.headers:
+            response.headers.extend(verdict.headers)
         return response
 
-    @staticmethod
-    def _dropped() -> Response:
-        r = Response(0)
-        r.drop = True
-        return r
-
     def _fault_response(self, request: Request, fault: Fault,
-                        throttle_headers: list[tuple[str, str]]) -> Response:
+                        throttle_headers: list[tuple[str, str]], in_batch: bool) -> Response:
         kind = fault.kind
-        if kind == "drop":
-            return self._dropped()
+        if kind in ("drop", "stall"):
+            if not in_batch:
+                return dropped()
+            kind = "504"
         headers = list(throttle_headers)
         if kind in ("429", "503"):
             headers.insert(0, ("Retry-After", str(fault.retry_after)))
-        code, message = {
-            "429": ("TooManyRequests", "Too many requests. Retry after the number of seconds "
-                                       "in Retry-After. (injected by the emulator)"),
-            "500": ("InternalServerError", "An internal server error occurred. (injected)"),
-            "502": ("BadGateway", "Bad gateway. (injected)"),
-            "503": ("ServiceUnavailable", "The service is temporarily unavailable. (injected)"),
-            "504": ("GatewayTimeout", "The gateway timed out. (injected)"),
+        code, helpful, vague = {
+            "429": ("TooManyRequests", "Too many requests (injected by the emulator).",
+                    "Please retry again later."),
+            "500": ("InternalServerError", "An internal server error occurred (injected).", VAGUE),
+            "502": ("BadGateway", "Bad gateway (injected).", VAGUE),
+            "503": ("ServiceUnavailable", "The service is temporarily unavailable (injected).",
+                    "The service is temporarily unavailable."),
+            "504": ("GatewayTimeout", "The gateway timed out (injected).", VAGUE),
         }[kind]
-        return self._error(request, GraphError(int(kind), code, message, headers))
+        return self.error(request, GraphError(int(kind), code, self.ctx.say(helpful, vague), headers))
 
     # ------------------------------------------------------------------ responses
 
-    def _error(self, request: Request, exc: GraphError) -> Response:
+    def error(self, request: Request, exc: GraphError) -> Response:
         headers = [("request-id", request.request_id),
                    ("client-request-id", request.client_request_id)]
         if exc.status == 401:
@@ -278,14 +268,17 @@ class GraphService:
                             'Bearer realm="", authorization_uri="https://login.microsoftonline.com'
                             '/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"'))
         headers.extend(exc.headers)
-        return Response(exc.status, _error_body(request, exc.code, exc.message), headers,
-                        content_type=GRAPH_CONTENT_TYPE)
+        return Response(exc.status, error_body(request, exc.code, exc.message, self.ctx.clock.time()),
+                        headers, content_type=GRAPH_CONTENT_TYPE)
 
     @staticmethod
     def _ok(request: Request, status: int, body: bytes) -> Response:
         return Response(status, body, [("request-id", request.request_id),
                                        ("client-request-id", request.client_request_id)],
                         content_type=GRAPH_CONTENT_TYPE if body else None)
+
+    def _bad_body(self, exc: BodyError) -> GraphError:
+        return GraphError(400, "BadRequest", self.ctx.say(str(exc), exc.realistic or VAGUE))
 
     # ------------------------------------------------------------------ shared checks
 
@@ -299,9 +292,9 @@ class GraphService:
         except (ValueError, UnicodeDecodeError):
             raise GraphError(400, "BadRequest", BAD_JSON) from None
 
-    @staticmethod
-    def _organizer(principal: Principal, tenant: Tenant, path_user: str | None) -> User:
+    def _organizer(self, principal: Principal, tenant: Tenant, path_user: str | None) -> User:
         """The meeting organizer named by the path (or /me), checked like Graph does."""
+        say = self.ctx.say
         if path_user is None:
             if not principal.delegated:
                 raise GraphError(400, "BadRequest", ME_WITH_APP_TOKEN)
@@ -310,20 +303,22 @@ class GraphService:
             user_id = path_user
         user = tenant.user_by_id(user_id)
         if user is None:
-            hint = (" A UPN or e-mail address is not accepted here: use the organizer's object "
-                    "ID (GET /users/{upn}?$select=id resolves it)." if "@" in user_id else "")
-            raise GraphError(404, "NotFound", f"The user '{user_id}' was not found.{hint}")
+            if "@" in user_id:  # reported: a UPN in the path is a 404 UnknownError, no message
+                raise GraphError(404, "UnknownError", say(
+                    f"The user '{user_id}' was not found. A UPN or e-mail address is not accepted "
+                    "here: use the organizer's object ID (GET /users/{upn}?$select=id resolves it).",
+                    ""))
+            raise GraphError(404, "NotFound", say(f"The user '{user_id}' was not found.", VAGUE))
         if principal.delegated and user.id != principal.user_id:
-            raise GraphError(403, "Forbidden",
-                             "With a delegated token, meetings can only be managed for the "
-                             "signed-in user.")
+            raise GraphError(403, "Forbidden", say(
+                "With a delegated token, meetings can only be managed for the signed-in user.", VAGUE))
         if not user.licensed:
-            raise GraphError(404, "NotFound",
-                             f"The user '{user_id}' was not found or has no Teams license.")
+            raise GraphError(404, "NotFound", say(
+                f"The user '{user_id}' was not found or has no Teams license.",
+                "1026: An error has occurred."))
         return user
 
-    @staticmethod
-    def _check_meeting_permission(principal: Principal, write: bool) -> None:
+    def _check_meeting_permission(self, principal: Principal, write: bool) -> None:
         if principal.delegated:
             ok = DELEGATED_WRITE in principal.scopes if write else bool(DELEGATED_READ & principal.scopes)
             needed = "OnlineMeetings.ReadWrite" if write else "OnlineMeetings.Read"
@@ -331,17 +326,21 @@ class GraphService:
             ok = APP_WRITE in principal.roles if write else bool(APP_READ & principal.roles)
             needed = APP_WRITE if write else "OnlineMeetings.Read.All"
         if not ok:
-            raise GraphError(403, "Forbidden",
-                             f"Insufficient privileges to complete the operation: the token lacks "
-                             f"the '{needed}' permission.")
+            raise GraphError(403, "Forbidden", self.ctx.say(
+                f"Insufficient privileges to complete the operation: the token lacks the "
+                f"'{needed}' permission.", VAGUE))
 
-    @staticmethod
-    def _check_policy(principal: Principal, tenant: Tenant, user: User) -> None:
+    def _check_policy(self, principal: Principal, tenant: Tenant, user: User) -> None:
         if principal.delegated:
             return
         app = tenant.app(principal.app_id)
         if app is None or not app.policy_allows(user.id):
-            raise GraphError(403, "Forbidden", NO_POLICY)
+            code = self.policy_code
+            if code == "random":
+                code = self._policy_rng.choice(POLICY_CODES)
+            raise GraphError(403, code, self.ctx.say(
+                f"{NO_POLICY} An admin grants one with New-CsApplicationAccessPolicy and "
+                "Grant-CsApplicationAccessPolicy (see the emulator's directory file).", NO_POLICY))
 
     # ------------------------------------------------------------------ handlers
 
@@ -356,52 +355,62 @@ class GraphService:
         try:
             req = parse_create_or_get(body, version, tenant, organizer)
         except BodyError as exc:
-            raise GraphError(400, "BadRequest", str(exc)) from None
-        key = (tenant.id, organizer.id, req.external_id)
-        created = False
-        with self._lock:
-            rec = self._by_key.get(key)
-            if rec is None:
-                data = new_meeting(req, tenant, organizer, self._rng, datetime.now(UTC))
-                while data["id"] in self._by_id:  # a seeded RNG replays ids after a restart
-                    data = new_meeting(req, tenant, organizer, self._rng, datetime.now(UTC))
-                rec = MeetingRecord(tenant.id, organizer.id, req.external_id, principal.app_id,
-                                    _dumps(data))
-                self._by_key[key] = rec
-                self._by_id[data["id"]] = rec
-                created = True
+            raise self._bad_body(exc) from None
+        now = self.ctx.clock.time()
+        when = datetime.fromtimestamp(now, UTC)
+        month = self.throttle.month(now)
+
+        def make(taken: Any) -> dict[str, Any]:
+            data = new_meeting(req, tenant, organizer, self._rng, when)
+            while taken(data["id"]):  # a seeded RNG replays ids after a restart
+                data = new_meeting(req, tenant, organizer, self._rng, when)
+            return data
+
+        rec, created = self.store.create_or_get(
+            (tenant.id, organizer.id, req.external_id), principal.app_id, make,
+            lambda: not self.throttle.cap_reached(tenant.id, organizer.id, now))
+        if rec is None:
+            self.ctx.stats.bump("quota_refused")
+            cap = self.throttle.options.meeting_cap
+            helpful = (f"The organizer has reached the limit of {cap} meetings per month; no "
+                       "new meeting can be created for them before the month turns.")
+            if self.throttle.options.cap_error == "403":
+                raise GraphError(403, "Forbidden", self.ctx.say(helpful, VAGUE))
+            raise GraphError(429, "TooManyRequests", self.ctx.say(helpful, "Please retry again later."))
         if created:
-            self._emu._stats.count_created()
-            self._emu._mark_dirty()
+            self.throttle.count_created(tenant.id, organizer.id, month)
+            self.ctx.stats.bump("created")
         return self._ok(request, 201 if created else 200, rec.body(version))
 
     def _meeting(self, request: Request, version: str, principal: Principal, tenant: Tenant,
                  path_user: str | None, meeting_id: str) -> Response:
         if path_user is None and not principal.delegated:
             raise GraphError(400, "BadRequest", ME_WITH_APP_TOKEN)
-        write = request.method != "GET"
-        self._check_meeting_permission(principal, write=write)
-        body = self._json_body(request) if request.method == "PATCH" else None
+        method = request.method
+        self._check_meeting_permission(principal, write=method != "GET")
+        body = self._json_body(request) if method == "PATCH" else None
         organizer = self._organizer(principal, tenant, path_user)
         self._check_policy(principal, tenant, organizer)
-        with self._lock:
-            rec = self._by_id.get(meeting_id)
-            if rec is None or rec.tenant_id != tenant.id or rec.organizer_id != organizer.id:
-                raise GraphError(404, "NotFound",
-                                 f"The online meeting '{meeting_id}' was not found for this organizer.")
-            if request.method == "GET":
-                return self._ok(request, 200, rec.body(version))
-            if request.method == "DELETE":
-                del self._by_id[meeting_id]
-                del self._by_key[(rec.tenant_id, rec.organizer_id, rec.external_id)]
-            else:
-                try:
-                    rec.raw = _dumps(apply_patch(rec.data, body, tenant, organizer))
-                except BodyError as exc:
-                    raise GraphError(400, "BadRequest", str(exc)) from None
-        self._emu._mark_dirty()
-        if request.method == "DELETE":
+        rec = self.store.get(tenant.id, organizer.id, meeting_id)
+        not_found = GraphError(404, "NotFound", self.ctx.say(
+            f"The online meeting '{meeting_id}' was not found for this organizer.", VAGUE))
+        if rec is None:
+            raise not_found
+        if method == "GET":
+            return self._ok(request, 200, rec.body(version))
+        if method == "DELETE":
+            if not self.store.delete(rec, meeting_id):
+                raise not_found
+            self.ctx.stats.bump("deleted")
             return self._ok(request, 204, b"")
+        now = datetime.fromtimestamp(self.ctx.clock.time(), UTC)
+        try:
+            self.store.update(rec, lambda data: apply_patch(data, body, tenant, organizer, now))
+        except BodyError as exc:
+            raise self._bad_body(exc) from None
+        except LookupError:
+            raise not_found from None
+        self.ctx.stats.bump("updated")
         return self._ok(request, 200, rec.body(version))
 
     def _user(self, request: Request, version: str, principal: Principal, tenant: Tenant,
@@ -432,3 +441,9 @@ class GraphService:
                              "reference-property objects are not present.")
         body = json.dumps(user_json(user, select, version), separators=(",", ":")).encode()
         return self._ok(request, 200, body)
+
+
+def dropped() -> Response:
+    r = Response(0)
+    r.drop = True
+    return r

@@ -14,27 +14,35 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
-from bulkmeet.emulator.directory import App, Tenant
+from bulkmeet.emulator.context import Context
+from bulkmeet.emulator.directory import App, Directory, Tenant
 from bulkmeet.emulator.httpd import Request, Response
 from bulkmeet.emulator.tokens import (
     GRAPH_APP_ID,
     GRAPH_RESOURCE,
     AssertionRejected,
+    TokenService,
     client_info,
     verify_client_assertion,
 )
 
-if TYPE_CHECKING:  # pragma: no cover
-    from bulkmeet.emulator.app import Emulator
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+MULTI_TENANT = ("organizations", "common")
+DENIALS = {  # what the admin endpoint can make the next device-code poll answer
+    "authorization_declined": (70000, "The end user denied the authorization request."),
+    "bad_verification_code": (70000, "The provided value for the input parameter 'device_code' "
+                                     "is not valid. The device code was not recognized."),
+    "expired_token": (70020, "The provided value for the input parameter 'device_code' is not "
+                             "valid. This device code has expired."),
+}
 DEVICE_CODE_LIFETIME_S = 900
 REFRESH_TOKEN_LIFETIME_S = 90 * 24 * 3600
 _USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ23456789"
@@ -69,6 +77,8 @@ class DeviceCode:
     scopes: list[str]  # graph scopes as requested, for the response "scope"
     expires_at: float
     approved_user: str | None = None
+    denied: str | None = None  # an error the next poll gets (set through the admin endpoint)
+    oidc: list[str] = field(default_factory=list)  # openid/offline_access/... as asked
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -83,8 +93,10 @@ class RefreshGrant:
 
 
 class IdentityService:
-    def __init__(self, emulator: Emulator) -> None:
-        self._emu = emulator
+    def __init__(self, ctx: Context, directory: Directory, tokens: TokenService) -> None:
+        self._ctx = ctx
+        self._directory = directory
+        self._tokens = tokens
         self._lock = threading.Lock()
         self._device_codes: dict[str, DeviceCode] = {}
         self._user_codes: dict[str, str] = {}
@@ -93,13 +105,19 @@ class IdentityService:
     # ------------------------------------------------------------------ state
 
     def export_state(self) -> dict[str, Any]:
-        now = time.time()
+        now = self._ctx.clock.time()
         with self._lock:
             return {
                 "deviceCodes": [d.to_json() for d in self._device_codes.values() if d.expires_at > now],
                 "refreshTokens": {k: dict(v.__dict__) for k, v in self._refresh.items()
                                   if v.expires_at > now},
             }
+
+    def _persist_code(self, dc: DeviceCode) -> int:
+        return self._ctx.persist.write({"op": "dc", "code": dc.to_json()})
+
+    def _persist_gone(self, dc: DeviceCode) -> int:
+        return self._ctx.persist.write({"op": "dcx", "device_code": dc.device_code})
 
     def import_state(self, data: dict[str, Any]) -> None:
         with self._lock:
@@ -118,8 +136,7 @@ class IdentityService:
     # ------------------------------------------------------------------ routing
 
     def handle(self, request: Request, segs: list[str]) -> Response:
-        """``segs`` starts with the tenant segment."""
-        emu = self._emu
+        """``segs`` starts with the tenant segment (an id, a domain, or organizations/common)."""
         tenant_name = segs[0]
         rest = [s.lower() for s in segs[1:]]
         method = request.method
@@ -128,17 +145,19 @@ class IdentityService:
                         [".well-known", "openid-configuration"]):
                 request.stat_key = f"{method} /{{tenant}}/{'/'.join(rest)}"
                 self._require(method, "GET")
-                return self._json(request, 200, self._openid_configuration(self._tenant(tenant_name)))
+                multi = tenant_name.lower() in MULTI_TENANT
+                return self._json(request, 200, self._openid_configuration(
+                    None if multi else self._tenant(tenant_name), tenant_name.lower()))
             if rest in (["discovery", "v2.0", "keys"], ["discovery", "keys"]):
                 request.stat_key = f"{method} /{{tenant}}/{'/'.join(rest)}"
                 self._require(method, "GET")
-                if tenant_name.lower() not in ("common", "organizations"):
+                if tenant_name.lower() not in MULTI_TENANT:
                     self._tenant(tenant_name)
-                return self._json(request, 200, emu.tokens.jwks())
+                return self._json(request, 200, self._tokens.jwks())
             if rest == ["oauth2", "v2.0", "token"]:
                 request.stat_key = f"{method} /{{tenant}}/oauth2/v2.0/token"
                 self._require(method, "POST")
-                emu._stats.count_token_request()
+                self._ctx.stats.bump("token_requests")
                 return self._json(request, 200, self._token(request, tenant_name))
             if rest == ["oauth2", "v2.0", "devicecode"]:
                 request.stat_key = f"{method} /{{tenant}}/oauth2/v2.0/devicecode"
@@ -164,10 +183,26 @@ class IdentityService:
                                 f"The endpoint only accepts {wanted} requests. Received a {method} request.")
 
     def _tenant(self, name: str) -> Tenant:
-        tenant = self._emu.directory.tenant(name)
+        """A tenant named by id or by one of its domains (``school.example``, ``x.onmicrosoft.com``)."""
+        tenant = self._directory.tenant_by_name(name)
         if tenant is None:
             raise _tenant_not_found(name)
         return tenant
+
+    def _tenant_and_app(self, name: str, client_id: str) -> tuple[Tenant, App]:
+        """For ``organizations``/``common`` the app's own tenant: the user signs in there."""
+        if name.lower() not in MULTI_TENANT:
+            tenant = self._tenant(name)
+            return tenant, self._app(tenant, client_id)
+        for tenant in self._directory.tenants:
+            app = tenant.app(client_id)
+            if app is not None:
+                return tenant, app
+        raise IdentityError(
+            400, "unauthorized_client", 700016,
+            f"Application with identifier '{client_id}' was not found in the directory. This can "
+            "happen if the application has not been installed by the administrator of the tenant "
+            "or consented to by any user in the tenant.")
 
     def _json(self, request: Request, status: int, payload: dict[str, Any]) -> Response:
         resp = Response(status, json.dumps(payload, separators=(",", ":")).encode(), [
@@ -178,7 +213,7 @@ class IdentityService:
         return resp
 
     def _error(self, request: Request, exc: IdentityError) -> Response:
-        now = datetime.now(UTC)
+        now = datetime.fromtimestamp(self._ctx.clock.time(), UTC)
         stamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
         description = (f"AADSTS{exc.code}: {exc.message} Trace ID: {request.request_id} "
                        f"Correlation ID: {request.client_request_id} Timestamp: {stamp}")
@@ -194,8 +229,12 @@ class IdentityService:
 
     # ------------------------------------------------------------------ discovery
 
-    def _openid_configuration(self, tenant: Tenant) -> dict[str, Any]:
-        base = f"{self._emu.base_url}/{tenant.id}"
+    def _openid_configuration(self, tenant: Tenant | None, name: str) -> dict[str, Any]:
+        """As Entra ID: a named tenant's endpoints use its id; organizations/common keep the
+        name, and their issuer is the ``{tenantid}`` template."""
+        url = self._ctx.base_url()
+        base = f"{url}/{tenant.id if tenant else name}"
+        issuer = f"{base}/v2.0" if tenant else f"{url}/{{tenantid}}/v2.0"
         return {
             "token_endpoint": f"{base}/oauth2/v2.0/token",
             "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt",
@@ -206,7 +245,7 @@ class IdentityService:
             "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{base}/v2.0",
+            "issuer": issuer,
             "request_uri_parameter_supported": False,
             "userinfo_endpoint": f"{base}/openid/userinfo",
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
@@ -221,12 +260,12 @@ class IdentityService:
             "tenant_region_scope": "NA",
             "cloud_instance_name": "microsoftonline.com",
             "cloud_graph_host_name": "graph.windows.net",
-            "msgraph_host": self._emu.base_url.split("://", 1)[1],
+            "msgraph_host": self._ctx.base_url().split("://", 1)[1],
             "rbac_url": "https://pas.windows.net",
         }
 
     def issuer(self, tenant: Tenant) -> str:
-        return f"{self._emu.base_url}/{tenant.id}/v2.0"
+        return f"{self._ctx.base_url()}/{tenant.id}/v2.0"
 
     # ------------------------------------------------------------------ token endpoint
 
@@ -281,10 +320,10 @@ class IdentityService:
                 raise IdentityError(
                     400, "invalid_request", 50027,
                     f"client_assertion_type must be '{JWT_BEARER}'.")
-            base = f"{self._emu.base_url}/{tenant.id}/oauth2"
+            base = f"{self._ctx.base_url()}/{tenant.id}/oauth2"
             endpoints = [f"{base}/v2.0/token", f"{base}/token"]
             try:
-                verify_client_assertion(assertion, app, endpoints, time.time())
+                verify_client_assertion(assertion, app, endpoints, self._ctx.clock.time())
             except AssertionRejected as exc:
                 raise IdentityError(401, "invalid_client", exc.code, str(exc)) from None
             return "2"
@@ -315,16 +354,22 @@ class IdentityService:
 
     def _token(self, request: Request, tenant_name: str) -> dict[str, Any]:
         form = self._form(request)
-        tenant = self._tenant(tenant_name)
         grant = self._param(form, "grant_type")
         client_id = self._param(form, "client_id")
-        app = self._app(tenant, client_id)
+        multi = tenant_name.lower() in MULTI_TENANT
+        if multi and grant == "client_credentials":
+            raise IdentityError(
+                400, "invalid_request", 50059,
+                "No tenant-identifying information found in either the request or implied by any "
+                "provided credentials. (An app token needs the tenant id or a domain in the "
+                "authority, not organizations or common.)")
+        tenant, app = self._tenant_and_app(tenant_name, client_id)
         if grant == "client_credentials":
             return self._client_credentials(tenant, app, form)
         if grant == DEVICE_CODE_GRANT:
-            return self._redeem_device_code(tenant, app, form)
+            return self._redeem_device_code(tenant, app, form, multi)
         if grant == "refresh_token":
-            return self._refresh_token(tenant, app, form)
+            return self._refresh_token(tenant, app, form, multi)
         raise IdentityError(400, "unsupported_grant_type", 70003,
                             f"The app requested an unsupported grant type '{grant}'.")
 
@@ -346,9 +391,9 @@ class IdentityService:
                 f"{tenant.display_name}. The emulator only issues tokens for Microsoft Graph "
                 f"({GRAPH_RESOURCE}/.default).",
             )
-        lifetime = self._emu._settings.token_lifetime_s
-        token = self._emu.tokens.app_token(tenant, app, lifetime, appidacr=appidacr or "1")
-        self._emu._stats.count_token_issued()
+        lifetime = self._ctx.settings.token_lifetime_s
+        token = self._tokens.app_token(tenant, app, lifetime, appidacr=appidacr or "1")
+        self._ctx.stats.bump("tokens_issued")
         return {"token_type": "Bearer", "expires_in": int(lifetime),
                 "ext_expires_in": int(lifetime), "access_token": token}
 
@@ -391,8 +436,7 @@ class IdentityService:
 
     def _devicecode(self, request: Request, tenant_name: str) -> dict[str, Any]:
         form = self._form(request)
-        tenant = self._tenant(tenant_name)
-        app = self._app(tenant, self._param(form, "client_id"))
+        tenant, app = self._tenant_and_app(tenant_name, self._param(form, "client_id"))
         if not app.public_client:
             raise IdentityError(
                 401, "invalid_client", 7000218,
@@ -401,9 +445,10 @@ class IdentityService:
                 '"publicClient": true in the emulator directory, like "Allow public client flows" '
                 "in Entra ID.)",
             )
-        scopes = self._graph_scopes(tenant, app, form.get("scope", ""))
-        interval = self._emu._settings.device_code_interval_s
-        lifetime = self._emu._settings.device_code_lifetime_s
+        asked = form.get("scope", "")
+        scopes = self._graph_scopes(tenant, app, asked)
+        interval = self._ctx.settings.device_code_interval_s
+        lifetime = self._ctx.settings.device_code_lifetime_s
         with self._lock:
             while True:
                 raw = "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(9))
@@ -412,12 +457,13 @@ class IdentityService:
             dc = DeviceCode(
                 device_code="DAQABIQEAAAD" + secrets.token_urlsafe(96),
                 user_code=raw, tenant_id=tenant.id, client_id=app.client_id, scopes=scopes,
-                expires_at=time.time() + lifetime,
+                expires_at=self._ctx.clock.time() + lifetime, oidc=_oidc_asked(asked),
             )
             self._device_codes[dc.device_code] = dc
             self._user_codes[dc.user_code] = dc.device_code
-        self._emu._mark_dirty()
-        uri = f"{self._emu.base_url}/devicelogin"
+            seq = self._persist_code(dc)
+        self._ctx.persist.sync(seq)
+        uri = f"{self._ctx.base_url()}/devicelogin"
         return {
             "user_code": dc.user_code,
             "device_code": dc.device_code,
@@ -428,50 +474,75 @@ class IdentityService:
                        f"{dc.user_code} to authenticate.",
         }
 
+    def _pending(self, user_code: str) -> DeviceCode:
+        code = user_code.strip().upper().replace("-", "").replace(" ", "")
+        dc_key = self._user_codes.get(code)
+        dc = self._device_codes.get(dc_key) if dc_key else None
+        if dc is None:
+            raise LookupError(f"No pending device code '{user_code}' (it may have expired or "
+                              "been redeemed already).")
+        if dc.expires_at <= self._ctx.clock.time():
+            raise LookupError(f"Device code '{user_code}' has expired; start the sign-in again.")
+        return dc
+
     def approve(self, user_code: str, user: str) -> str:
         """Approve a pending code as ``user`` (UPN or object id); returns the user's object id."""
-        code = user_code.strip().upper().replace("-", "").replace(" ", "")
         with self._lock:
-            dc_key = self._user_codes.get(code)
-            dc = self._device_codes.get(dc_key) if dc_key else None
-            if dc is None:
-                raise LookupError(f"No pending device code '{user_code}' (it may have expired or "
-                                  "been redeemed already).")
-            if dc.expires_at <= time.time():
-                raise LookupError(f"Device code '{user_code}' has expired; start the sign-in again.")
-            tenant = self._emu.directory.tenant(dc.tenant_id)
+            dc = self._pending(user_code)
+            tenant = self._directory.tenant(dc.tenant_id)
             who = tenant.find_user(user) if tenant else None
             if who is None:
                 raise ValueError(f"User '{user}' is not in tenant {dc.tenant_id}, where the code "
                                  "was issued.")
             dc.approved_user = who.id
-        self._emu._mark_dirty()
+            seq = self._persist_code(dc)
+        self._ctx.persist.sync(seq)
         return who.id
 
-    def _redeem_device_code(self, tenant: Tenant, app: App, form: dict[str, str]) -> dict[str, Any]:
+    def deny(self, user_code: str, error: str) -> None:
+        """Make the next poll for this code fail with ``error`` (a person declined, or typed the
+        code wrong), so a client's handling of it can be tested."""
+        if error not in DENIALS:
+            raise ValueError(f"error {error!r} must be one of {', '.join(sorted(DENIALS))}.")
+        with self._lock:
+            dc = self._pending(user_code)
+            dc.denied = error
+            seq = self._persist_code(dc)
+        self._ctx.persist.sync(seq)
+
+    def _redeem_device_code(self, tenant: Tenant, app: App, form: dict[str, str],
+                            multi: bool) -> dict[str, Any]:
         code = self._param(form, "device_code")
-        now = time.time()
+        now = self._ctx.clock.time()
+        seq = 0
         with self._lock:
             dc = self._device_codes.get(code)
-            if dc is None or dc.client_id != app.client_id or dc.tenant_id != tenant.id:
-                raise IdentityError(400, "invalid_grant", 70000,
-                                    "The provided value for the input parameter 'device_code' is not valid.")
-            if dc.expires_at <= now:
+            if dc is None or dc.client_id != app.client_id or (dc.tenant_id != tenant.id and not multi):
+                raise IdentityError(400, "bad_verification_code", 70000, DENIALS["bad_verification_code"][1])
+            gone = dc.expires_at <= now or dc.denied is not None
+            if gone:
                 self._device_codes.pop(code, None)
                 self._user_codes.pop(dc.user_code, None)
-                raise IdentityError(400, "expired_token", 70020,
-                                    "The provided value for the input parameter 'device_code' is "
-                                    "not valid. This device code has expired.")
-            if dc.approved_user is None:
-                raise IdentityError(400, "authorization_pending", 70016,
-                                    "OAuth 2.0 device flow error. Authorization is pending. "
-                                    "Continue polling.")
-            self._device_codes.pop(code, None)
+                seq = self._persist_gone(dc)
+        self._ctx.persist.sync(seq)
+        if gone:
+            error = dc.denied or "expired_token"
+            raise IdentityError(400, error, *DENIALS[error])
+        if dc.approved_user is None:
+            raise IdentityError(400, "authorization_pending", 70016,
+                                "OAuth 2.0 device flow error. Authorization is pending. "
+                                "Continue polling.")
+        with self._lock:
+            if self._device_codes.pop(code, None) is None:  # a parallel poll redeemed it
+                raise IdentityError(400, "bad_verification_code", 70000, DENIALS["bad_verification_code"][1])
             self._user_codes.pop(dc.user_code, None)
-        self._emu._mark_dirty()
-        return self._user_tokens(tenant, app, dc.approved_user, dc.scopes, with_oidc=True)
+            seq = self._persist_gone(dc)
+        self._ctx.persist.sync(seq)
+        home = self._directory.tenant(dc.tenant_id) or tenant
+        return self._user_tokens(home, app, dc.approved_user, dc.scopes, dc.oidc)
 
-    def _refresh_token(self, tenant: Tenant, app: App, form: dict[str, str]) -> dict[str, Any]:
+    def _refresh_token(self, tenant: Tenant, app: App, form: dict[str, str],
+                       multi: bool) -> dict[str, Any]:
         token = self._param(form, "refresh_token")
         if not app.public_client:
             self._authenticate_client(tenant, app, form, required=True)
@@ -481,41 +552,56 @@ class IdentityService:
             raise IdentityError(400, "invalid_grant", 9002313,
                                 "Invalid request. Request is malformed or invalid. (The refresh "
                                 "token is unknown to this emulator.)")
-        if grant.expires_at <= time.time():
+        if grant.expires_at <= self._ctx.clock.time():
             raise IdentityError(400, "invalid_grant", 700082,
                                 "The refresh token has expired due to inactivity.")
-        if grant.client_id != app.client_id or grant.tenant_id != tenant.id:
+        if grant.client_id != app.client_id or (grant.tenant_id != tenant.id and not multi):
             raise IdentityError(400, "invalid_grant", 70000,
                                 "Provided grant is invalid or malformed: the refresh token was "
                                 "issued to another client or tenant.")
-        scopes = self._graph_scopes(tenant, app, form.get("scope", ""))
-        return self._user_tokens(tenant, app, grant.user_id, scopes, with_oidc=True)
+        home = self._directory.tenant(grant.tenant_id) or tenant
+        asked = form.get("scope", "")
+        scopes = self._graph_scopes(home, app, asked)
+        # A refresh keeps offline access; openid (an id token) only when asked again.
+        return self._user_tokens(home, app, grant.user_id, scopes,
+                                 sorted({"offline_access", *_oidc_asked(asked)}))
 
     def _user_tokens(self, tenant: Tenant, app: App, user_id: str, scopes: list[str],
-                     with_oidc: bool) -> dict[str, Any]:
+                     oidc: list[str]) -> dict[str, Any]:
+        """Access token always; a refresh token only for ``offline_access``, an id token and
+        client_info only for ``openid`` -- as the identity platform does."""
         user = tenant.user_by_id(user_id)
         if user is None:
             raise IdentityError(400, "invalid_grant", 50034,
                                 f"The user account {user_id} does not exist in the directory.")
-        lifetime = self._emu._settings.token_lifetime_s
-        tokens = self._emu.tokens
+        lifetime = self._ctx.settings.token_lifetime_s
+        tokens = self._tokens
         access = tokens.user_token(tenant, app, user, app.delegated_scopes, lifetime)
-        refresh = "1.AQ" + secrets.token_urlsafe(96)
-        with self._lock:
-            self._refresh[refresh] = RefreshGrant(tenant.id, app.client_id, user.id,
-                                                  time.time() + REFRESH_TOKEN_LIFETIME_S)
-        self._emu._mark_dirty()
-        self._emu._stats.count_token_issued()
-        scope_out = list(dict.fromkeys(scopes + ["openid", "profile", "offline_access"]))
+        scope_out = list(dict.fromkeys(scopes + [s for s in ("openid", "profile", "email",
+                                                              "offline_access") if s in oidc]))
         out: dict[str, Any] = {
             "token_type": "Bearer", "scope": " ".join(scope_out),
             "expires_in": int(lifetime), "ext_expires_in": int(lifetime),
-            "access_token": access, "refresh_token": refresh,
+            "access_token": access,
         }
-        if with_oidc:
+        if "offline_access" in oidc:
+            refresh = "1.AQ" + secrets.token_urlsafe(96)
+            grant = RefreshGrant(tenant.id, app.client_id, user.id,
+                                 self._ctx.clock.time() + REFRESH_TOKEN_LIFETIME_S)
+            with self._lock:
+                self._refresh[refresh] = grant
+                seq = self._ctx.persist.write({"op": "rt", "token": refresh, "grant": dict(grant.__dict__)})
+            self._ctx.persist.sync(seq)
+            out["refresh_token"] = refresh
+        if "openid" in oidc:
             out["id_token"] = tokens.id_token(tenant, app, user, self.issuer(tenant))
             out["client_info"] = client_info(user, tenant)
+        self._ctx.stats.bump("tokens_issued")
         return out
+
+
+def _oidc_asked(scope: str) -> list[str]:
+    return sorted({s.lower() for s in scope.split()} & OIDC_SCOPES)
 
 
 def device_login_page(base_url: str) -> bytes:

@@ -19,26 +19,26 @@ ROLES = ("attendee", "presenter", "producer", "coorganizer")
 CREATE_OR_GET_PARAMS = frozenset(
     {"externalId", "startDateTime", "endDateTime", "subject", "participants", "chatInfo"}
 )
-PATCHABLE = frozenset({
-    "startDateTime", "endDateTime", "subject", "participants", "lobbyBypassSettings",
-    "allowedPresenters", "isEntryExitAnnounced", "allowMeetingChat", "allowTeamworkReactions",
-    "allowAttendeeToEnableCamera", "allowAttendeeToEnableMic", "recordAutomatically",
-    "watermarkProtection", "externalId",
-})
-READ_ONLY = frozenset({
-    "id", "joinWebUrl", "creationDateTime", "videoTeleconferenceId", "joinInformation",
-    "audioConferencing", "joinMeetingIdSettings", "chatInfo", "joinUrl", "isBroadcast",
-})
-LOBBY_SCOPES = ("organizer", "organization", "organizationAndFederated", "everyone",
-                "invited", "organizationExcludingGuests", "unknownFutureValue")
-ALLOWED_PRESENTERS = ("everyone", "organization", "roleIsPresenter", "organizer",
-                      "unknownFutureValue")
-MEETING_CHAT = ("enabled", "disabled", "limited", "unknownFutureValue")
 ODATA_TYPE = "@odata.type"
 
 
 class BodyError(ValueError):
-    """A request body Graph would refuse with 400 BadRequest; str() is the message."""
+    """A request body Graph refuses with 400 BadRequest; str() is the helpful explanation.
+
+    Graph itself says only "An error has occurred." for these (createOrGet and update rules), so
+    that is what the emulator answers unless it runs with helpful errors.
+    """
+
+    realistic: str | None = None  # what Graph says; None = the vague default
+
+
+class ODataError(BodyError):
+    """Refused by Graph's OData layer (unknown property, wrong type, bad enum): Graph's message
+    is specific here, and the emulator gives it always."""
+
+    @property
+    def realistic(self) -> str:  # type: ignore[override]
+        return str(self)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -52,7 +52,7 @@ def graph_time(value: datetime) -> str:
 
 def parse_time(value: Any, name: str) -> datetime:
     if not isinstance(value, str):
-        raise BodyError(
+        raise ODataError(
             f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset' "
             f"(property '{name}')."
         )
@@ -62,12 +62,12 @@ def parse_time(value: Any, name: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise BodyError(
+        raise ODataError(
             f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset' "
             f"(property '{name}')."
         ) from None
     if "T" not in text and " " not in text:
-        raise BodyError(
+        raise ODataError(
             f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset': "
             f"'{name}' needs a date and a time."
         )
@@ -76,35 +76,35 @@ def parse_time(value: Any, name: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _expect_object(value: Any, where: str) -> dict[str, Any]:
+def expect_object(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise BodyError(f"'{where}' must be a JSON object.")
+        raise ODataError(f"'{where}' must be a JSON object.")
     return value
 
 
-def _check_keys(obj: dict[str, Any], allowed: frozenset[str] | set[str], type_name: str) -> None:
+def check_keys(obj: dict[str, Any], allowed: frozenset[str] | set[str], type_name: str) -> None:
     for key in obj:
         if key not in allowed and key != ODATA_TYPE and not key.endswith("@odata.type"):
-            raise BodyError(
+            raise ODataError(
                 f"The property '{key}' does not exist on type '{type_name}'. Make sure to only "
                 "use property names that are defined by the type."
             )
 
 
-def _opt_str(obj: dict[str, Any], key: str, where: str) -> str | None:
+def opt_str(obj: dict[str, Any], key: str, where: str) -> str | None:
     value = obj.get(key)
     if value is not None and not isinstance(value, str):
-        raise BodyError(f"Cannot convert {value!r} to 'Edm.String' (property '{where}.{key}').")
+        raise ODataError(f"Cannot convert {value!r} to 'Edm.String' (property '{where}.{key}').")
     return value
 
 
 def _participant(raw: Any, where: str, tenant: Tenant, *, organizer: bool) -> dict[str, Any]:
-    obj = _expect_object(raw, where)
-    _check_keys(obj, {"identity", "upn", "role"}, "microsoft.graph.meetingParticipantInfo")
-    upn = _opt_str(obj, "upn", where)
+    obj = expect_object(raw, where)
+    check_keys(obj, {"identity", "upn", "role"}, "microsoft.graph.meetingParticipantInfo")
+    upn = opt_str(obj, "upn", where)
     role = obj.get("role")
     if role is not None and role not in ROLES:
-        raise BodyError(
+        raise ODataError(
             f"Requested value '{role}' was not found in enum 'microsoft.graph.onlineMeetingRole' "
             f"({where}.role); use one of {', '.join(ROLES)}."
         )
@@ -112,17 +112,17 @@ def _participant(raw: Any, where: str, tenant: Tenant, *, organizer: bool) -> di
     display_name = None
     identity = obj.get("identity")
     if identity is not None:
-        ident = _expect_object(identity, f"{where}.identity")
-        _check_keys(ident, {"user", "application", "device", "phone", "guest",
+        ident = expect_object(identity, f"{where}.identity")
+        check_keys(ident, {"user", "application", "device", "phone", "guest",
                             "encrypted", "onPremises", "acsUser", "spoolUser", "azureCommunicationServicesUser"},
                     "microsoft.graph.identitySet")
         user = ident.get("user")
         if user is not None:
-            u = _expect_object(user, f"{where}.identity.user")
-            _check_keys(u, {"id", "displayName", "tenantId", "identityProvider"},
+            u = expect_object(user, f"{where}.identity.user")
+            check_keys(u, {"id", "displayName", "tenantId", "identityProvider"},
                         "microsoft.graph.identity")
-            user_id = _opt_str(u, "id", f"{where}.identity.user")
-            display_name = _opt_str(u, "displayName", f"{where}.identity.user")
+            user_id = opt_str(u, "id", f"{where}.identity.user")
+            display_name = opt_str(u, "displayName", f"{where}.identity.user")
     if not organizer and not user_id and not upn:
         raise BodyError(f"{where} needs 'upn' or 'identity.user.id'.")
     resolved: User | None = None
@@ -142,10 +142,10 @@ def _participant(raw: Any, where: str, tenant: Tenant, *, organizer: bool) -> di
     }
 
 
-def _participants(raw: Any, tenant: Tenant) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
+def participants_from(raw: Any, tenant: Tenant) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
     """(organizer given or None, attendees given or None)."""
-    obj = _expect_object(raw, "participants")
-    _check_keys(obj, {"organizer", "attendees", "producers", "contributors"},
+    obj = expect_object(raw, "participants")
+    check_keys(obj, {"organizer", "attendees", "producers", "contributors"},
                 "microsoft.graph.meetingParticipants")
     organizer = None
     if obj.get("organizer") is not None:
@@ -156,7 +156,7 @@ def _participants(raw: Any, tenant: Tenant) -> tuple[dict[str, Any] | None, list
         if raw_att is None:
             attendees = []
         elif not isinstance(raw_att, list):
-            raise BodyError("'participants.attendees' must be a JSON array.")
+            raise ODataError("'participants.attendees' must be a JSON array.")
         else:
             attendees = [
                 _participant(a, f"participants.attendees[{i}]", tenant, organizer=False)
@@ -166,15 +166,15 @@ def _participants(raw: Any, tenant: Tenant) -> tuple[dict[str, Any] | None, list
 
 
 def _chat_info(raw: Any) -> dict[str, Any]:
-    obj = _expect_object(raw, "chatInfo")
-    _check_keys(obj, {"threadId", "messageId", "replyChainMessageId"}, "microsoft.graph.chatInfo")
+    obj = expect_object(raw, "chatInfo")
+    check_keys(obj, {"threadId", "messageId", "replyChainMessageId"}, "microsoft.graph.chatInfo")
     for key in ("threadId", "messageId", "replyChainMessageId"):
-        _opt_str(obj, key, "chatInfo")
+        opt_str(obj, key, "chatInfo")
     return {"threadId": obj.get("threadId"), "messageId": obj.get("messageId") or "0",
             "replyChainMessageId": obj.get("replyChainMessageId")}
 
 
-def _same_person(given: dict[str, Any], organizer: User) -> bool:
+def same_person(given: dict[str, Any], organizer: User) -> bool:
     gid = (given["identity"]["user"].get("id") or "").lower()
     gupn = (given.get("upn") or "").lower()
     return (not gid or gid == organizer.id) and (not gupn or gupn == organizer.user_principal_name.lower())
@@ -199,27 +199,27 @@ class CreateRequest:
 
 def parse_create_or_get(body: Any, version: str, tenant: Tenant, organizer: User) -> CreateRequest:
     if not isinstance(body, dict):
-        raise BodyError("The request body must be a JSON object with at least 'externalId'.")
+        raise ODataError("The request body must be a JSON object with at least 'externalId'.")
     for key in body:
         if key not in CREATE_OR_GET_PARAMS and key != ODATA_TYPE:
-            raise BodyError(
+            raise ODataError(
                 f"The parameter '{key}' in the request payload is not a valid parameter for the "
                 "operation 'createOrGet'."
             )
     external_id = body.get("externalId")
     if not isinstance(external_id, str) or not external_id.strip():
         raise BodyError("The parameter 'externalId' is required and must be a non-empty string.")
-    subject = _opt_str(body, "subject", "createOrGet")
+    subject = opt_str(body, "subject", "createOrGet")
     start = parse_time(body["startDateTime"], "startDateTime") if body.get("startDateTime") is not None else None
     end = parse_time(body["endDateTime"], "endDateTime") if body.get("endDateTime") is not None else None
     if end is not None and start is None:
-        raise BodyError("An error has occurred. (endDateTime was given without startDateTime.)")
+        raise BodyError("endDateTime was given without startDateTime.")
     if start is not None and end is not None and end < start:
-        raise BodyError("An error has occurred. (endDateTime is earlier than startDateTime.)")
+        raise BodyError("endDateTime is earlier than startDateTime.")
     attendees: list[dict[str, Any]] = []
     if body.get("participants") is not None:
-        org, att = _participants(body["participants"], tenant)
-        if org is not None and not _same_person(org, organizer):
+        org, att = participants_from(body["participants"], tenant)
+        if org is not None and not same_person(org, organizer):
             raise BodyError(
                 "participants.organizer must be the user the meeting is created for (the user "
                 "in the request path, or the signed-in user for /me)."
@@ -244,6 +244,33 @@ def _b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
 
 
+EXPIRY_AFTER = timedelta(days=60)  # Graph: a meeting expires 60 days after its end (or last use)
+# Graph's defaults for the v1.0 options of a new meeting (createOrGet sets none of them).
+MEETING_OPTION_DEFAULTS: dict[str, Any] = {
+    "isEntryExitAnnounced": True,
+    "allowedPresenters": "everyone",
+    "allowedLobbyAdmitters": "organizerAndCoOrganizersAndPresenters",
+    "allowMeetingChat": "enabled",
+    "allowTeamworkReactions": True,
+    "allowAttendeeToEnableMic": True,
+    "allowAttendeeToEnableCamera": True,
+    "allowRecording": True,
+    "allowTranscription": True,
+    "allowBreakoutRooms": True,
+    "allowLiveShare": "enabled",
+    "allowPowerPointSharing": True,
+    "allowWhiteboard": True,
+    "allowCopyingAndSharingMeetingContent": True,
+    "allowParticipantsToChangeName": False,
+    "recordAutomatically": False,
+    "shareMeetingChatHistoryDefault": "none",
+    "isEndToEndEncryptionEnabled": False,
+    "watermarkProtection": None,
+    "chatRestrictions": None,
+    "broadcastSettings": None,
+    "meetingTemplateId": None,
+    "meetingType": None,
+}
 _PASSCODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
 
 
@@ -275,14 +302,12 @@ def new_meeting(req: CreateRequest, tenant: Tenant, organizer: User, rng: random
         "subject": subject,
         "isBroadcast": False,
         "autoAdmittedUsers": "everyoneInCompany",
-        "isEntryExitAnnounced": True,
-        "allowedPresenters": "everyone",
-        "allowMeetingChat": "enabled",
-        "allowTeamworkReactions": True,
-        "allowAttendeeToEnableMic": True,
-        "allowAttendeeToEnableCamera": True,
-        "recordAutomatically": False,
-        "watermarkProtection": None,
+        **MEETING_OPTION_DEFAULTS,
+        "lobbyBypassSettings": {"scope": "organization", "isDialInBypassEnabled": False},
+        "meetingOptionsWebUrl": (
+            f"https://teams.microsoft.com/meetingOptions/?organizerId={organizer.id}"
+            f"&tenantId={tenant.id}&threadId={thread_id}&messageId=0&language=en-US"),
+        "expiryDateTime": graph_time(max(end, now) + EXPIRY_AFTER),
         "videoTeleconferenceId": _digits(rng, 10),
         "externalId": req.external_id,
         "joinMeetingIdSettings": {
@@ -297,7 +322,6 @@ def new_meeting(req: CreateRequest, tenant: Tenant, organizer: User, rng: random
                        + "%22%3eJoin+the+meeting+now%3c%2fa%3e%3c%2fdiv%3e",
             "contentType": "html",
         },
-        "lobbyBypassSettings": {"scope": "organization", "isDialInBypassEnabled": False},
         "audioConferencing": {
             "conferenceId": conference_id,
             "tollNumber": "+1 425-555-0100",
@@ -321,82 +345,6 @@ def new_meeting(req: CreateRequest, tenant: Tenant, organizer: User, rng: random
             "contributors": [],
         },
     }
-
-
-# --------------------------------------------------------------------------- PATCH
-
-
-def apply_patch(meeting: dict[str, Any], body: Any, tenant: Tenant, organizer: User) -> dict[str, Any]:
-    """The updated meeting (a new dict), following Graph's update rules."""
-    if not isinstance(body, dict):
-        raise BodyError("The request body must be a JSON object.")
-    for key in body:
-        if key == ODATA_TYPE:
-            continue
-        if key in READ_ONLY:
-            raise BodyError(f"The property '{key}' is read-only and cannot be updated.")
-        if key not in PATCHABLE:
-            raise BodyError(
-                f"The property '{key}' does not exist on type 'microsoft.graph.onlineMeeting'. "
-                "Make sure to only use property names that are defined by the type."
-            )
-    out = dict(meeting)
-    if "externalId" in body and body["externalId"] != meeting.get("externalId"):
-        raise BodyError("externalId cannot be changed; createOrGet a new meeting instead.")
-    has_start, has_end = body.get("startDateTime") is not None, body.get("endDateTime") is not None
-    if has_start != has_end:
-        raise BodyError(
-            "startDateTime and endDateTime must be updated together; send both to change the time."
-        )
-    if has_start:
-        start = parse_time(body["startDateTime"], "startDateTime")
-        end = parse_time(body["endDateTime"], "endDateTime")
-        if end < start:
-            raise BodyError("An error has occurred. (endDateTime is earlier than startDateTime.)")
-        out["startDateTime"], out["endDateTime"] = graph_time(start), graph_time(end)
-    if "subject" in body:
-        out["subject"] = _opt_str(body, "subject", "onlineMeeting")
-    if body.get("participants") is not None:
-        org, att = _participants(body["participants"], tenant)
-        if org is not None and not _same_person(org, organizer):
-            raise BodyError("The organizer of a meeting cannot be changed.")
-        if att is not None:  # attendee changes send the whole list
-            participants = dict(out["participants"])
-            participants["attendees"] = att
-            out["participants"] = participants
-    if "lobbyBypassSettings" in body:
-        lobby = _expect_object(body["lobbyBypassSettings"], "lobbyBypassSettings")
-        _check_keys(lobby, {"scope", "isDialInBypassEnabled"}, "microsoft.graph.lobbyBypassSettings")
-        merged = dict(out["lobbyBypassSettings"])
-        if "scope" in lobby:
-            if lobby["scope"] not in LOBBY_SCOPES:
-                raise BodyError(f"Requested value '{lobby['scope']}' was not found in enum "
-                                "'microsoft.graph.lobbyBypassScope'.")
-            merged["scope"] = lobby["scope"]
-        if "isDialInBypassEnabled" in lobby:
-            if not isinstance(lobby["isDialInBypassEnabled"], bool):
-                raise BodyError("lobbyBypassSettings.isDialInBypassEnabled must be true or false.")
-            merged["isDialInBypassEnabled"] = lobby["isDialInBypassEnabled"]
-        out["lobbyBypassSettings"] = merged
-    for key, allowed in (("allowedPresenters", ALLOWED_PRESENTERS), ("allowMeetingChat", MEETING_CHAT)):
-        if key in body:
-            if body[key] not in allowed:
-                raise BodyError(f"Requested value '{body[key]}' was not found in the enum of '{key}'.")
-            out[key] = body[key]
-    for key in ("isEntryExitAnnounced", "allowTeamworkReactions", "allowAttendeeToEnableCamera",
-                "allowAttendeeToEnableMic", "recordAutomatically"):
-        if key in body:
-            if not isinstance(body[key], bool):
-                raise BodyError(f"Cannot convert {body[key]!r} to 'Edm.Boolean' (property '{key}').")
-            out[key] = body[key]
-    if "watermarkProtection" in body:
-        wm = body["watermarkProtection"]
-        if wm is not None:
-            wm = _expect_object(wm, "watermarkProtection")
-            _check_keys(wm, {"isEnabledForContentSharing", "isEnabledForVideo"},
-                        "microsoft.graph.watermarkProtectionValues")
-        out["watermarkProtection"] = wm
-    return out
 
 
 # --------------------------------------------------------------------------- users

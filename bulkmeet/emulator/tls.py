@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bulkmeet.emulator.state import atomic_write_bytes
+from bulkmeet.atomic import atomic_write_bytes
 
 CA_CERT_NAME = "ca.pem"
 CA_KEY_NAME = "ca-key.pem"
@@ -102,7 +102,7 @@ def load_or_create_ca(ca_dir: Path | None) -> CertificateAuthority:
             ) from None
     ca_dir.mkdir(parents=True, exist_ok=True)
     ca = create_ca()
-    atomic_write_bytes(key_path, ca.key_pem)
+    atomic_write_bytes(key_path, ca.key_pem, mode=0o600)
     atomic_write_bytes(cert_path, ca.cert_pem, mode=0o644)
     return ca
 

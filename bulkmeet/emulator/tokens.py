@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +64,11 @@ class Principal:
 
 
 class TokenService:
-    def __init__(self, signing_key_pem: bytes | None = None) -> None:
+    """Issues and checks tokens; ``now`` is the emulator's clock, so tests can age tokens."""
+
+    def __init__(self, signing_key_pem: bytes | None = None,
+                 now: Callable[[], float] = time.time) -> None:
+        self._now = now
         if signing_key_pem:
             key = serialization.load_pem_private_key(signing_key_pem, password=None)
             if not isinstance(key, rsa.RSAPrivateKey):
@@ -104,7 +108,7 @@ class TokenService:
                           headers={"kid": self.kid, "x5t": self.kid, "typ": "JWT"})
 
     def _base(self, tenant: Tenant, app: App, lifetime_s: float, audience: str) -> dict[str, Any]:
-        now = int(time.time())
+        now = int(self._now())
         return {
             "aud": audience,
             "iss": f"https://sts.windows.net/{tenant.id}/",
@@ -143,7 +147,7 @@ class TokenService:
 
     def id_token(self, tenant: Tenant, app: App, user: User, issuer: str,
                  lifetime_s: float = 3600) -> str:
-        now = int(time.time())
+        now = int(self._now())
         return self._sign({
             "aud": app.client_id, "iss": issuer, "iat": now, "nbf": now,
             "exp": now + int(max(lifetime_s, 300)),
@@ -172,27 +176,32 @@ class TokenService:
             raise TokenRejected(
                 "IDX10503: Signature validation failed. The token's kid is not in the signing keys."
             )
-        try:
+        try:  # times are checked below against the emulator's clock, not the machine's
             claims = jwt.decode(
                 token, self._public, algorithms=["RS256"], audience=list(GRAPH_AUDIENCES),
-                options={"require": ["exp", "iat", "tid", "appid"]}, leeway=0,
+                options={"require": ["exp", "iat", "tid", "appid"], "verify_exp": False,
+                         "verify_iat": False, "verify_nbf": False},
             )
-        except jwt.ExpiredSignatureError:
-            raise TokenRejected("Lifetime validation failed, the token is expired.") from None
         except jwt.InvalidAudienceError:
             raise TokenRejected("Access token validation failure. Invalid audience.") from None
         except jwt.InvalidSignatureError:
             raise TokenRejected("IDX10511: Signature validation failed.") from None
-        except jwt.ImmatureSignatureError:
-            raise TokenRejected("Lifetime validation failed, the token is not yet valid.") from None
         except jwt.PyJWTError:
             raise TokenRejected("Access token validation failure.") from None
+        try:
+            exp, nbf = float(claims["exp"]), float(claims.get("nbf", claims["iat"]))
+        except (TypeError, ValueError):
+            raise TokenRejected("Access token validation failure.") from None
+        if exp <= now:
+            raise TokenRejected("Lifetime validation failed, the token is expired.")
+        if nbf > now + 300:
+            raise TokenRejected("Lifetime validation failed, the token is not yet valid.")
         scp = claims.get("scp")
         user_id = claims.get("oid") if scp is not None else None
         principal = Principal(
             tenant_id=str(claims["tid"]).lower(),
             app_id=str(claims["appid"]).lower(),
-            exp=float(claims["exp"]),
+            exp=exp,
             roles=frozenset(claims.get("roles") or ()),
             scopes=frozenset(s.lower() for s in (scp or "").split()),
             user_id=str(user_id).lower() if user_id else None,

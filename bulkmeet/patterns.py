@@ -1,0 +1,157 @@
+"""Weekly meeting patterns as registrar exports write them: a days code and two clock times.
+
+Days codes (case and separators do not matter unless said):
+
+* one letter a day, Banner/PeopleSoft style: ``M T W R F S U`` (``R`` = Thursday, ``S`` =
+  Saturday, ``U`` = Sunday), run together (``MTWRF``, ``TR``, ``MWF``) or spaced (``M W F``);
+* abbreviations and names, run together or separated by ``/ , - + & space``: ``Mon/Wed``, ``TTh``,
+  ``Tu Th``, ``MoWeFr``, ``Sa``, ``Su``, ``Thurs``, ``Monday, Wednesday``.
+
+An all-capital code of single letters is read letter by letter first (so ``SU`` is Saturday and
+Sunday, as in a Banner export); if a letter is not a day letter (``TH``), the code is read as
+abbreviations (``TH`` = Thursday). Anything else is an error naming the part that is not a day.
+
+Times: anything ``times.parse_time`` reads (``09:30 AM``, ``9:30am``, ``13:30``, an Excel time
+cell), plus military ``0930``/``1445`` without a colon as some SIS exports write them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import time
+from functools import lru_cache
+from typing import Any
+
+from bulkmeet import times
+
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_LETTERS = {"M": 0, "T": 1, "W": 2, "R": 3, "F": 4, "S": 5, "U": 6}
+# Longest first, so "thurs" wins over "thu" over "th" over "t".
+_WORDS = sorted({
+    "monday": 0, "mon": 0, "mo": 0, "m": 0,
+    "tuesday": 1, "tues": 1, "tue": 1, "tu": 1, "t": 1,
+    "wednesday": 2, "weds": 2, "wed": 2, "we": 2, "w": 2,
+    "thursday": 3, "thurs": 3, "thur": 3, "thu": 3, "th": 3, "r": 3,
+    "friday": 4, "fri": 4, "fr": 4, "f": 4,
+    "saturday": 5, "sat": 5, "sa": 5, "s": 5,
+    "sunday": 6, "sun": 6, "su": 6, "u": 6,
+}.items(), key=lambda kv: -len(kv[0]))
+_SEPARATORS = re.compile(r"[\s/,\-+&.;|]+")
+_MILITARY = re.compile(r"^([01]?\d|2[0-3])([0-5]\d)$")
+DAYS_HINT = "use letters like MWF, TR (R = Thursday), or names like Mon/Wed"
+
+
+class PatternError(ValueError):
+    """A days code or time that cannot be read; ``str()`` starts with the value as typed."""
+
+
+@dataclass(frozen=True)
+class WeeklyPattern:
+    """One meeting pattern: the weekdays it meets (0 = Monday) and its local clock times."""
+
+    weekdays: frozenset[int]
+    start: time
+    end: time
+
+    def describe(self) -> str:
+        days = "/".join(DAY_NAMES[d][:3] for d in sorted(self.weekdays))
+        return f"{days} {self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@lru_cache(maxsize=1024)
+def parse_days(text: str) -> frozenset[int]:
+    """Weekdays (0 = Monday) of a days code; ``PatternError`` naming the part that is no day."""
+    raw = text
+    compact = _SEPARATORS.sub("", text)
+    if not compact:
+        raise PatternError(f"\"{raw}\" names no weekday ({DAYS_HINT})")
+    if compact.isupper() and all(ch in _LETTERS for ch in compact):
+        return frozenset(_LETTERS[ch] for ch in compact)
+    found: set[int] = set()
+    for chunk in _SEPARATORS.split(text.strip()):
+        rest = chunk.casefold()
+        while rest:
+            for word, day in _WORDS:
+                if rest.startswith(word):
+                    found.add(day)
+                    rest = rest[len(word):]
+                    break
+            else:
+                raise PatternError(f"\"{raw}\" is not a days code: \"{chunk}\" is not a weekday "
+                                   f"({DAYS_HINT})")
+    return frozenset(found)
+
+
+def parse_clock(value: Any) -> time:
+    """A class's start or end time; ``PatternError`` with the value as typed."""
+    if isinstance(value, str):
+        m = _MILITARY.match(value.strip())
+        if m and len(value.strip()) == 4:
+            return time(int(m[1]), int(m[2]))
+    try:
+        return times.parse_time(value)
+    except times.TimeValueError as exc:
+        raise PatternError(str(exc)) from None
+
+
+def parse_pattern(days: Any, start: Any, end: Any) -> WeeklyPattern:
+    """A ``WeeklyPattern`` from the three cells; the end must be after the start (same day)."""
+    if not isinstance(days, str):
+        raise PatternError(f"{times.show(days)} is not a days code ({DAYS_HINT})")
+    weekdays = parse_days(days)
+    s, e = parse_clock(start), parse_clock(end)
+    if e <= s:
+        relation = "the same as" if e == s else "before"
+        raise PatternError(f"{times.show(e)} is {relation} the start {times.show(s)}; a class "
+                           "must end after it starts on the same day")
+    return WeeklyPattern(weekdays, s, e)
+
+
+# --- [pattern] in the config ---------------------------------------------------------------------
+
+PER_SESSION, PER_SECTION = "session", "section"
+MEETINGS = (PER_SESSION, PER_SECTION)
+_KEYS = ("days", "start_time", "end_time", "meetings")
+
+
+@dataclass(frozen=True)
+class PatternSettings:
+    """``[pattern]``: the sheet has weekly patterns, not dated rows.
+
+    ``meetings = "session"``: one meeting per class day; ``"section"``: one meeting (one link)
+    per section for the whole term, starting at its first session."""
+
+    days: str
+    start_time: str
+    end_time: str
+    meetings: str = PER_SESSION
+
+    def mapped_columns(self) -> list[tuple[str, str]]:
+        return [("[pattern] days", self.days), ("[pattern] start_time", self.start_time),
+                ("[pattern] end_time", self.end_time)]
+
+
+def parse_pattern_settings(raw: Any, where: str) -> PatternSettings:
+    from bulkmeet.errors import ConfigError
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [pattern] must be a table.")
+    for key, value in raw.items():
+        if key not in _KEYS:
+            import difflib
+
+            close = difflib.get_close_matches(key, _KEYS, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{where}: unknown key '{key}' in [pattern].{hint}")
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}: [pattern] {key} must be a text value in quotes.")
+    missing = [k for k in ("days", "start_time", "end_time") if k not in raw]
+    if missing:
+        raise ConfigError(f"{where}: [pattern] needs days, start_time and end_time (the columns "
+                          f"with the days code and the class times); missing: {', '.join(missing)}.")
+    meetings = raw.get("meetings", PER_SESSION).strip().lower()
+    if meetings not in MEETINGS:
+        raise ConfigError(f"{where}: [pattern] meetings must be \"session\" (one meeting per class "
+                          f"day) or \"section\" (one meeting for the whole term); it is \"{meetings}\".")
+    return PatternSettings(raw["days"].strip(), raw["start_time"].strip(), raw["end_time"].strip(),
+                           meetings)
