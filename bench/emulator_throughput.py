@@ -120,6 +120,8 @@ def main() -> int:
     ap.add_argument("--client", choices=("requests", "http"), default="requests",
                     help="requests.Session per thread (default, as bulkmeet uses) or the lighter "
                          "http.client, which leaves more CPU to the emulator on a small machine")
+    ap.add_argument("--state", action="store_true",
+                    help="run the emulator with --state (every write journalled and fsynced)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     opts = ap.parse_args()
 
@@ -132,7 +134,9 @@ def main() -> int:
         ready = Path(tmp) / "ready.json"
         log = open(Path(tmp) / "emulator.log", "wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bulkmeet.emulator", "--port", "0", "--ready-file", str(ready)],
+            [sys.executable, "-m", "bulkmeet.emulator", "--port", "0", "--ready-file", str(ready),
+             "--meeting-cap", "0",  # a throughput run makes more than 2,000 per organizer
+             *(["--state", str(Path(tmp) / "state.json")] if opts.state else [])],
             cwd=REPO, env=_client_env(), stdout=log, stderr=subprocess.STDOUT,
         )
         try:
@@ -182,6 +186,8 @@ def main() -> int:
     cpu_us = (cpu1 - cpu0) / max(served, 1) * 1e6
     result = {
         "clients": f"{opts.processes} processes x {opts.threads} threads ({opts.client})",
+        "state": opts.state,
+        "journal_fsyncs": after.get("journal_fsyncs", 0) - before.get("journal_fsyncs", 0),
         "seconds": opts.seconds,
         "createOrGet_ok": ok,
         "errors": errors,

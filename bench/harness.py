@@ -73,17 +73,26 @@ def machine() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class EmulatorSettings:
+    """The emulator as real Graph behaves by default: a hidden limit answers 429 + Retry-After
+    and nothing else (no RateLimit-* headers unless ``ratelimit_headers``)."""
+
     latency_ms: tuple[float, float] = (0.0, 0.0)
-    rate_limit: float | None = None
+    rate_limit: float | None = None  # hidden requests/s per app (token bucket, one second's burst)
     fault_rate: float = 0.0
     seed: int = 1
     stall_s: float | None = None  # the emulator's default (35 s) unless set
+    ratelimit_headers: bool = False  # SharePoint-style RateLimit-* past 80% of the budget
+    per_organizer_rate: float | None = None
 
     def argv(self) -> list[str]:
         lo, hi = self.latency_ms
         args = ["--latency-ms", f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}", "--seed", str(self.seed)]
         if self.rate_limit:
             args += ["--rate-limit", f"{self.rate_limit:g}"]
+        if self.ratelimit_headers:
+            args.append("--ratelimit-headers")
+        if self.per_organizer_rate:
+            args += ["--per-organizer-rate", f"{self.per_organizer_rate:g}"]
         if self.fault_rate:
             args += ["--fault-rate", f"{self.fault_rate:g}"]
         if self.stall_s is not None:
@@ -182,6 +191,8 @@ IDENTITY_MARKERS = ("/oauth2/", "/.well-known/", "/discovery/", "/_emulator")
 def _is_graph_path(key: str) -> bool:
     path = key.split(" ", 1)[-1]
     if any(m in path for m in IDENTITY_MARKERS):
+        return False
+    if path.endswith("/$batch"):  # its items are counted under their own routes
         return False
     return path.startswith("/v1.0/") or path.startswith("/beta/")
 

@@ -111,9 +111,18 @@ def write_schedule(path: Path, n: int) -> Path:
     return write_xlsx(path, n) if path.suffix == ".xlsx" else write_csv(path, n)
 
 
-def write_config(path: Path, *, base_url: str, ca_path: str | None, concurrency: int) -> Path:
-    """bulkmeet's TOML for the bench tenant, as a user would write it (keys = CRN + Date)."""
+def write_config(path: Path, *, base_url: str, ca_path: str | None, concurrency: int | None,
+                 max_concurrency: int | None = None, batch: bool = False) -> Path:
+    """bulkmeet's TOML for the bench tenant, as a user would write it (keys = CRN + Date).
+
+    ``concurrency`` None leaves [run] at bulkmeet's defaults (the "unknown limit" scenario);
+    ``max_concurrency`` pins the adaptive window's ceiling (fixed-concurrency scenarios set it to
+    the contenders' concurrency, so everyone runs with the same number of slots).
+    """
     ca_line = f"ca_bundle = {json.dumps(ca_path)}\n" if ca_path else ""
+    run = "".join([f"concurrency = {concurrency}\n" if concurrency else "",
+                   f"max_concurrency = {max_concurrency}\n" if max_concurrency else "",
+                   "batch = true\n" if batch else ""])
     path.write_text(f"""\
 # Written by bench/run.py for one benchmark run.
 [graph]
@@ -137,6 +146,10 @@ time_zone = "{TIME_ZONE}"
 keys = ["CRN", "Date"]
 
 [run]
-concurrency = {concurrency}
+{run}
+# The files for people (calendars, handouts, HTML report) are not what the bench compares: the
+# other contenders write none. Their cost is measured on its own (bench/README.md).
+[publish]
+enabled = false
 """)
     return path

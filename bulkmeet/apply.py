@@ -22,19 +22,22 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from bulkmeet import sync
-from bulkmeet.journal import Journal
+from bulkmeet.config import Config
+from bulkmeet.graph import GraphGateway, GraphResponse
+from bulkmeet.journal import Journal, JournalWriteError
 from bulkmeet.models import (
     CREATED,
     EXISTING,
     FAILED,
     PENDING,
     UPDATED,
+    InvalidRow,
     MeetingInfo,
     MeetingRequest,
     MeetingResult,
@@ -82,14 +85,16 @@ def select(plan: SyncPlan, journal: Journal, outcomes: Outcomes, *, retry_failed
     last createOrGet failed.
     """
     latest = journal.latest()
-    book = journal.meetings()
+    book = plan.journalled
     for req in plan.unchanged:
         outcomes[req.outcome_key] = _journal_line(req, latest.get(_key(req)), book.get(_key(req)))
+    retried = {_key(u.request) for u in retry_updates(plan, latest)} if retry_failed else set()
     for update in plan.updates:
         req = update.request
         line = _journal_line(req, latest.get(_key(req)), book.get(_key(req)))
         why = ("--retry-failed sends only rows that failed before; a normal run applies it"
-               if retry_failed else "the run stopped before sending it; run bulkmeet again")
+               if retry_failed and _key(req) not in retried
+               else "the run stopped before sending it; run bulkmeet again")
         outcomes[req.outcome_key] = replace(line, status=PENDING, error=(
             f"Not updated yet ({update.description}): {why}."))
     to_send = []
@@ -102,6 +107,13 @@ def select(plan: SyncPlan, journal: Journal, outcomes: Outcomes, *, retry_failed
             continue
         to_send.append(req)
     return to_send
+
+
+def retry_updates(plan: SyncPlan, latest: Mapping[tuple[str, str], MeetingResult]
+                  ) -> tuple[Update, ...]:
+    """--retry-failed: only the updates whose last attempt failed."""
+    return tuple(u for u in plan.updates
+                 if (prev := latest.get(_key(u.request))) is not None and not prev.ok)
 
 
 def _journal_line(req: MeetingRequest, prev: MeetingResult | None,
@@ -120,10 +132,12 @@ def _journal_line(req: MeetingRequest, prev: MeetingResult | None,
 # -- updates ----------------------------------------------------------------------------------
 
 def updates_after_create(plan: SyncPlan, sent: Sequence[MeetingRequest], journal: Journal,
-                         outcomes: Outcomes, tz: ZoneInfo) -> list[Update]:
+                         outcomes: Outcomes, tz: ZoneInfo
+                         ) -> tuple[list[Update], Mapping[tuple[str, str], JournalledMeeting]]:
     """Every PATCH this run sends: the plan's updates, and the rows createOrGet just answered
-    whose meeting differs from the sheet (new options; an existing meeting's old times)."""
-    book = journal.meetings()
+    whose meeting differs from the sheet (new options; an existing meeting's old times). Also
+    returns the journal's meetings it compared with."""
+    book = journal.meetings() if sent else plan.journalled  # createOrGet added meetings
     candidates = [u.request for u in plan.updates]
     candidates += [r for r in sent if (o := outcomes.get(r.outcome_key)) is not None and
                    o.status in (CREATED, EXISTING)]
@@ -135,7 +149,7 @@ def updates_after_create(plan: SyncPlan, sent: Sequence[MeetingRequest], journal
         update = sync.plan_update(req, meeting, tz)
         if update is not None:
             out.append(update)
-    return out
+    return out, book
 
 
 class _Updates:
@@ -145,20 +159,28 @@ class _Updates:
                  JournalledMeeting], outcomes: Outcomes) -> None:
         self.runner, self.journal, self.book, self.outcomes = runner, journal, book, outcomes
         self._lock = threading.Lock()
+        self.write_errors: list[JournalWriteError] = []
+
+    def __call__(self, done: Completed) -> None:
+        try:
+            self._done(done)
+        except JournalWriteError as exc:  # disk full: stop sending, report it after the phase
+            self.write_errors.append(exc)
+            self.runner.stop.set()
 
     def operation(self, update: Update) -> Operation:
         meeting = self.book[_key(update.request)]
         body = dict(update.body)
         text = json.dumps(body, separators=(",", ":"), sort_keys=True)
 
-        def call(gateway, organizer_id):  # type: ignore[no-untyped-def]
+        def call(gateway: GraphGateway, organizer_id: str | None) -> GraphResponse:
             self.journal.update_sent(meeting, text)  # logged before each attempt goes out
             return gateway.update_meeting(organizer_id, update.meeting_id, body)
 
         return Operation(call, organizer=update.request.organizer, key=update,
                          done=frozenset({200}), organizer_404=False)
 
-    def __call__(self, done: Completed) -> None:
+    def _done(self, done: Completed) -> None:
         update: Update = done.operation.key
         req = update.request
         meeting = self.book[_key(req)]
@@ -197,15 +219,15 @@ class _Updates:
             reason = done.error or (self.runner.describe(req.organizer, response, done.attempts)
                                     if response is not None else "it was never sent")
             error = f"The update ({update.description}) was not applied: {reason}"
-        info = prior.meeting if prior is not None else None
+        kept = prior.meeting if prior is not None else None
         self.journal.operation_failed(meeting, "update", error, MeetingResult(
             external_id=req.external_id, organizer=req.organizer, status=FAILED,
             fingerprint=req.fingerprint(), http_status=response.status if response else None,
-            meeting=info, error=error, error_code=response.error_code if response else None,
+            meeting=kept, error=error, error_code=response.error_code if response else None,
             request_id=response.request_id if response else None, attempts=done.attempts,
             recorded_at=_now()))
         self._line(req, RowOutcome(
-            req.row, FAILED, external_id=req.external_id, meeting=info,
+            req.row, FAILED, external_id=req.external_id, meeting=kept,
             http_status=response.status if response else None, error=error,
             request_id=response.request_id if response else None, attempts=attempts,
             session=req.session))
@@ -216,33 +238,48 @@ class _Updates:
 
 
 def send_updates(make_runner: MakeRunner, journal: Journal, updates: Sequence[Update],
-                 outcomes: Outcomes) -> tuple[int, int]:
+                 outcomes: Outcomes, book: Mapping[tuple[str, str], JournalledMeeting]
+                 ) -> tuple[int, int]:
     """PATCH each meeting once (with the runner's retries); returns (requests, throttled)."""
     if not updates:
         return 0, 0
     runner = make_runner(u.request.organizer for u in updates)
-    handler = _Updates(runner, journal, journal.meetings(), outcomes)
+    handler = _Updates(runner, journal, dict(book), outcomes)
     log.info("updating %d meeting(s) to match the sheet", len(updates))
     stats = runner.run_operations([handler.operation(u) for u in updates], handler)
+    if handler.write_errors:
+        raise handler.write_errors[0]
+    done = [(u, outcomes.get(u.request.outcome_key)) for u in updates]
+    changed = [(u, o) for u, o in done if o is not None and o.changes]
+    for u, _ in changed[:LOG_LINES]:
+        log.info("row %d: %s", u.request.row, u.description)
+    if len(changed) > LOG_LINES:
+        log.info("... and %d more meeting(s) updated: see the changes column",
+                 len(changed) - LOG_LINES)
+    failed = sum(1 for _, o in done if o is not None and o.status == FAILED)
+    if failed:
+        log.warning("%d update(s) were not applied: see the error column; the next run tries "
+                    "again", failed)
     return stats.requests, stats.throttled
 
 
 # -- cancels ----------------------------------------------------------------------------------
 
-def send_cancels(make_runner: MakeRunner, journal: Journal, targets: Sequence[RemovedMeeting]
+def send_cancels(make_runner: MakeRunner, journal: Journal, targets: Sequence[RemovedMeeting],
+                 book: Mapping[tuple[str, str], JournalledMeeting]
                  ) -> tuple[list[RemovedMeeting], int, int]:
     """DELETE each target; returns (what became of each, requests, throttled)."""
     if not targets:
         return [], 0, 0
-    book = journal.meetings()
     runner = make_runner(t.organizer for t in targets)
     results: dict[tuple[str, str], RemovedMeeting] = {}
     lock = threading.Lock()
+    write_errors: list[JournalWriteError] = []
 
     def operation(target: RemovedMeeting) -> Operation:
         meeting = book[(target.organizer, target.external_id)]
 
-        def call(gateway, organizer_id):  # type: ignore[no-untyped-def]
+        def call(gateway: GraphGateway, organizer_id: str | None) -> GraphResponse:
             journal.delete_sent(meeting)  # before the request: a kill now is finished next run
             return gateway.delete_meeting(organizer_id, meeting.meeting_id)
 
@@ -250,6 +287,13 @@ def send_cancels(make_runner: MakeRunner, journal: Journal, targets: Sequence[Re
                          done=frozenset({204, 404}), organizer_404=False)
 
     def on_done(done: Completed) -> None:
+        try:
+            settle(done)
+        except JournalWriteError as exc:  # disk full: stop sending, report it after the phase
+            write_errors.append(exc)
+            runner.stop.set()
+
+    def settle(done: Completed) -> None:
         target: RemovedMeeting = done.operation.key
         meeting = book[(target.organizer, target.external_id)]
         response = done.response
@@ -275,6 +319,8 @@ def send_cancels(make_runner: MakeRunner, journal: Journal, targets: Sequence[Re
 
     log.info("cancelling %d meeting(s) whose rows were removed", len(targets))
     stats = runner.run_operations([operation(t) for t in targets], on_done)
+    if write_errors:
+        raise write_errors[0]
     done = [results.get((t.organizer, t.external_id), t) for t in targets]
     return done, stats.requests, stats.throttled
 
@@ -285,19 +331,56 @@ def cancel_targets(plan: SyncPlan) -> list[RemovedMeeting]:
     return list(plan.deleting) + (list(plan.orphans) if plan.cancel.allowed else [])
 
 
-def log_removed(removed: Sequence[RemovedMeeting], plan: SyncPlan) -> None:
-    """The log's view of removed rows, on every run until they are cancelled or back."""
-    orphans = [r for r in removed if r.status != sync.REMOVED_CANCELLED]
-    cancelled = [r for r in removed if r.status == sync.REMOVED_CANCELLED]
+def log_removed(removed: Sequence[RemovedMeeting], tz: ZoneInfo) -> None:
+    """The log's view of removed rows, on every run until they are cancelled or back (what to
+    do about them is the summary's note, printed once)."""
     for r in removed[:LOG_LINES]:
         log.warning("%s meeting %r of %s (%s, externalId %s): %s", r.status, r.subject or "",
-                    r.organizer, r.start_utc or "no time", r.external_id, r.reason)
+                    r.organizer, sync.local_text(r.start_utc, tz) or "no time", r.external_id,
+                    r.reason)
     if len(removed) > LOG_LINES:
         log.warning("... and %d more removed meeting(s): see the Removed sheet",
                     len(removed) - LOG_LINES)
-    if orphans and plan.cancel.reason:
-        log.warning("nothing was cancelled: %s", plan.cancel.reason)
-    elif orphans and not cancelled:
-        log.warning("%d meeting(s) of removed rows are still in Teams; run with "
-                    "--cancel-removed (or [sync] cancel_removed = true) to cancel them",
-                    len(orphans))
+
+
+# -- the whole sync step ----------------------------------------------------------------------
+
+def limits_for(cfg: Config, *, cancel_removed: bool = False, max_cancel: int | None = None
+               ) -> sync.SyncLimits:
+    """[sync] in the config plus this run's flags; --max-cancel N implies --cancel-removed."""
+    return sync.SyncLimits(
+        cancel_removed=cancel_removed or max_cancel is not None or cfg.sync.cancel_removed,
+        max_cancel_percent=cfg.sync.max_cancel_percent,
+        max_cancel_count=cfg.sync.max_cancel_count, max_cancel_once=max_cancel)
+
+
+def plan_sync(requests: Sequence[MeetingRequest], invalid: Sequence[InvalidRow], rows: int,
+              journal: Journal | None, cfg: Config, limits: sync.SyncLimits, *,
+              full: bool = False) -> SyncPlan:
+    """The sync plan against the journal (None: no journal yet, everything is new)."""
+    book = journal.meetings() if journal is not None else {}
+    return sync.build_plan(requests, invalid, rows, book, ZoneInfo(cfg.mapping.time_zone),
+                           limits, full=full)
+
+
+def run_phases(plan: SyncPlan, sent: Sequence[MeetingRequest], journal: Journal,
+               outcomes: Outcomes, cfg: Config, make_runner: MakeRunner,
+               stop: threading.Event, *, retry_failed: bool = False) -> Applied:
+    """After createOrGet: the PATCHes, then the DELETEs (each phase skipped once stopped)."""
+    requests = throttled = 0
+    tz = ZoneInfo(cfg.mapping.time_zone)
+    if retry_failed:
+        plan = replace(plan, updates=retry_updates(plan, journal.latest()))
+    updates, book = updates_after_create(plan, sent, journal, outcomes, tz)
+    if updates and not stop.is_set():
+        n, t = send_updates(make_runner, journal, updates, outcomes, book)
+        requests, throttled = requests + n, throttled + t
+    removed = list(plan.orphans)
+    targets = cancel_targets(plan)
+    if targets and not stop.is_set():
+        done, n, t = send_cancels(make_runner, journal, targets, book)
+        requests, throttled = requests + n, throttled + t
+        by_key = {(d.organizer, d.external_id): d for d in done}
+        removed = [by_key.get((o.organizer, o.external_id), o) for o in plan.orphans]
+        removed += [by_key.get((d.organizer, d.external_id), d) for d in plan.deleting]
+    return Applied(requests, throttled, tuple(removed), stop.is_set())

@@ -19,6 +19,7 @@ from bulkmeet import __version__
 from bulkmeet.cells import printable
 from bulkmeet.config import Config, load_config
 from bulkmeet.errors import BulkmeetError, ConfigError, ExitStatus, InputError, exit_status_help
+from bulkmeet.paths import check_readable_file, check_run_paths
 
 log = logging.getLogger("bulkmeet")
 
@@ -74,8 +75,6 @@ def _config_path(schedule: Path, config: str | None) -> Path:
 
 
 def _schedule(path: str) -> Path:
-    from bulkmeet.paths import check_readable_file
-
     p = Path(path)
     check_readable_file(p, "schedule file")  # a FIFO would hang the run for ever
     return p
@@ -150,7 +149,8 @@ def cli() -> None:
               help="Output sheet (.xlsx or .csv). Default: NAME.results.xlsx beside the schedule.")
 @click.option("--sheet", metavar="NAME", help="Worksheet to read (xlsx). Default: the first.")
 @click.option("--concurrency", type=click.IntRange(1, 64), metavar="N",
-              help="Requests in flight at most (default from config, else 4).")
+              help="Requests in flight to start with (default from config, else 4); bulkmeet "
+                   "adapts it to Graph's answers, up to [run] max_concurrency (default 32).")
 @click.option("--dry-run", is_flag=True,
               help="Plan and validate every row and write the output with the request each row "
                    "would send; call nothing.")
@@ -158,6 +158,12 @@ def cli() -> None:
               help="Send every row again, even those done before (safe: createOrGet is idempotent).")
 @click.option("--retry-failed", "mode", flag_value="retry-failed",
               help="Send only rows that failed in earlier runs.")
+@click.option("--cancel-removed", is_flag=True,
+              help="Cancel (delete) the meetings of rows that left the sheet; without it they "
+                   "are reported as orphaned. Also [sync] cancel_removed = true.")
+@click.option("--max-cancel", type=click.IntRange(0), metavar="N",
+              help="Allow up to N cancels this once, past the safety limit ([sync] "
+                   "max_cancel_percent / max_cancel_count); implies --cancel-removed.")
 @click.option("--journal", metavar="FILE",
               help="Journal of results. Default: NAME.journal.sqlite beside the schedule.")
 @click.option("--emulator", is_flag=True,
@@ -181,13 +187,13 @@ def cli() -> None:
 @click.pass_context
 def run(ctx: click.Context, schedule: str, config_path: str | None, output: str | None,
         sheet: str | None, concurrency: int | None, dry_run: bool, mode: str | None,
+        cancel_removed: bool, max_cancel: int | None,
         journal: str | None, emulator: bool, directory: str | None, quiet: bool,
         log_file: str | None, summary_json: str | None, calendars: str | None,
         handouts: str | None, run_report: str | None, progress: bool | None) -> int:
     """Create or find one Teams meeting per row of SCHEDULE and write the output sheet."""
     from dataclasses import replace
 
-    from bulkmeet.paths import check_run_paths
     from bulkmeet.pipeline import NORMAL, RunOptions, run_import, write_targets
     from bulkmeet.progress import for_stream
 
@@ -198,7 +204,7 @@ def run(ctx: click.Context, schedule: str, config_path: str | None, output: str 
         concurrency=concurrency, dry_run=dry_run, mode=mode or NORMAL,
         journal=Path(journal) if journal else None,
         summary_json=Path(summary_json) if summary_json else None,
-        argv=tuple(sys.argv[1:]),
+        argv=tuple(sys.argv[1:]), cancel_removed=cancel_removed, max_cancel=max_cancel,
         calendars=Path(calendars) if calendars else None,
         handouts=Path(handouts) if handouts else None,
         report=Path(run_report) if run_report else None,
@@ -249,6 +255,73 @@ def validate(schedule: str, config_path: str | None, sheet: str | None, emulator
     return ExitStatus.ROWS_FAILED if checked.problems else ExitStatus.OK
 
 
+@cli.command("plan", epilog=EXIT_HELP)
+@click.argument("schedule", type=click.Path(dir_okay=False))
+@click.option("--config", "-c", "config_path", metavar="FILE", help="Mapping config (TOML).")
+@click.option("--sheet", metavar="NAME", help="Worksheet to read (xlsx).")
+@click.option("--output", "-o", metavar="FILE",
+              help="Plan sheet (.xlsx or .csv). Default: NAME.plan.xlsx beside the schedule.")
+@click.option("--journal", metavar="FILE",
+              help="Journal to compare with. Default: NAME.journal.sqlite beside the schedule.")
+@click.option("--cancel-removed", is_flag=True, help="Plan as `run --cancel-removed` would.")
+@click.option("--max-cancel", type=click.IntRange(0), metavar="N",
+              help="Plan as `run --max-cancel N` would.")
+def plan_command(schedule: str, config_path: str | None, sheet: str | None, output: str | None,
+                 journal: str | None, cancel_removed: bool, max_cancel: int | None) -> int:
+    """Show what `run` would create, update and cancel, per organizer; send nothing."""
+    from bulkmeet.preview import preview
+
+    sched = _schedule(schedule)
+    cfg = load_config(_config_path(sched, config_path))
+    check_run_paths(sched, {"the plan sheet": (Path(output) if output else None, "--output")})
+    _setup_logging(True, None)
+    result = preview(sched, cfg, sheet_name=sheet, journal_path=Path(journal) if journal else None,
+                     output=Path(output) if output else None, cancel_removed=cancel_removed,
+                     max_cancel=max_cancel)
+    for line in result.table():
+        click.echo(line)
+    click.echo(result.line())
+    if result.cancel_reason and result.totals["orphaned"]:
+        click.echo(f"Nothing would be cancelled: {result.cancel_reason}.")
+    click.echo(f"Plan sheet: {result.output}")
+    return result.exit_status
+
+
+@cli.command(epilog=EXIT_HELP)
+@click.argument("schedule", type=click.Path(dir_okay=False))
+@click.option("--config", "-c", "config_path", metavar="FILE", help="Mapping config (TOML).")
+@click.option("--sheet", metavar="NAME", help="Worksheet to read (xlsx).")
+@click.option("--journal", metavar="FILE",
+              help="Journal to check. Default: NAME.journal.sqlite beside the schedule.")
+@click.option("--concurrency", type=click.IntRange(1, 64), metavar="N",
+              help="Requests in flight at most (default from config, else 4).")
+@click.option("--repair", is_flag=True,
+              help="Make each missing meeting again from its sheet row (new join link).")
+@click.option("--emulator", is_flag=True, help="Check against the embedded emulator (demo).")
+def verify(schedule: str, config_path: str | None, sheet: str | None, journal: str | None,
+           concurrency: int | None, repair: bool, emulator: bool) -> int:
+    """GET every meeting the journal of SCHEDULE holds; report (or --repair) the missing."""
+    from bulkmeet.verify import verify_schedule
+
+    sched = _schedule(schedule)
+    cfg = load_config(_config_path(sched, config_path))
+    _setup_logging(True, None)
+    with _maybe_emulator(emulator, sched, cfg) as ecfg, _Stopper() as stopper:
+        result = verify_schedule(sched, ecfg, journal=Path(journal) if journal else None,
+                                 sheet=sheet, concurrency=concurrency, repair=repair,
+                                 stop=stopper.event)
+    for row, message in result.missing + result.unchecked:
+        where = f"row {row}: " if row else ""
+        click.echo(printable(f"{sched}: {where}{message}"))
+    click.echo(result.line())
+    if result.missing and not repair:
+        click.echo(f"Run `bulkmeet verify {schedule} --repair` to make the missing meetings again "
+                   "(they get new join links), then `bulkmeet run` to rewrite the output sheet.")
+    elif result.recreated:
+        click.echo("Run `bulkmeet run` again to write the new join links into the output sheet.")
+    return result.exit_status
+
+
 @cli.command()
 @click.argument("schedule", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", metavar="FILE",
@@ -258,7 +331,9 @@ def init(schedule: str, output: str | None, force: bool) -> int:
     """Write a starter config for SCHEDULE, guessing the column mapping from its headers."""
     from bulkmeet.starter import write_starter_config
 
-    path = write_starter_config(_schedule(schedule), Path(output) if output else None, force=force)
+    sched = _schedule(schedule)
+    check_run_paths(sched, {"the config": (Path(output) if output else None, "--output")})
+    path = write_starter_config(sched, Path(output) if output else None, force=force)
     click.echo(f"Wrote {path}: check every line marked TODO, then run "
                f"`bulkmeet validate {schedule} --config {path}`.")
     return ExitStatus.OK

@@ -29,6 +29,7 @@ from bulkmeet.terms import TermSettings, parse_term_settings
 
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+MAX_TIMEOUT = 3600.0  # seconds; a longer connect or read timeout is a hung cron job
 ROLES = ("attendee", "presenter", "producer", "coorganizer")
 DATE_ORDERS = ("MDY", "DMY")
 
@@ -328,6 +329,9 @@ def _build(cls: type, table: Any, section: str, path: Path | None) -> Any:
                     "by client_secret_env (or a file named by client_secret_file).")
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
+            if key in _TOP_LEVEL_KEYS:  # TOML puts every key after [graph] into [graph]
+                hint = (f" {key} belongs at the top of the file, above the first [section] (or "
+                        "under [mapping]): move that line up.")
             raise ConfigError(f"{where}: unknown key '{key}' in [{section}].{hint}")
         kwargs[key] = _check_type(value, str(known[key].type), where, section, key)
     return cls(**kwargs)
@@ -518,8 +522,13 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"{where}: [auth] mode must be \"app\" or \"delegated\" "
                           f"(it is \"{cfg.auth.mode}\").")
     _check_urls(cfg, where)
-    if cfg.graph.connect_timeout <= 0 or cfg.graph.read_timeout <= 0:
-        raise ConfigError(f"{where}: [graph] connect_timeout and read_timeout must be more than 0 seconds.")
+    for key in ("connect_timeout", "read_timeout"):
+        seconds = getattr(cfg.graph, key)
+        # nan passes "<= 0" and inf means "hang for ever": both refused here, by name.
+        if not (0 < seconds <= MAX_TIMEOUT):  # also False for nan
+            raise ConfigError(
+                f"{where}: [graph] {key} must be a number of seconds more than 0 and at most "
+                f"{MAX_TIMEOUT:g} (it is {seconds:g}); for example {key} = 60.")
     problem = cfg.auth.tenant_id.strip() and ids.tenant_error(
         "[auth] tenant_id", cfg.auth.tenant_id, delegated=cfg.delegated)
     problem = problem or (cfg.auth.client_id.strip() and ids.client_id_error(
@@ -637,6 +646,9 @@ def _check_urls(cfg: Config, where: str) -> None:
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     p = Path(path)
+    if p.exists() and not p.is_file() and not p.is_dir():  # a FIFO would block read_bytes()
+        raise ConfigError(f"{p}: is not a regular file (a FIFO or a device?); give a config "
+                          "file with --config.")
     try:
         raw = p.read_bytes()
     except FileNotFoundError:

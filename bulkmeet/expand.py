@@ -228,7 +228,7 @@ def _per_session(planner: PatternPlanner, valid: list[_RowPlan], invalid: list[I
         for day in rp.days:
             blocks.setdefault((rp.key, day), []).append((rp.pattern.start, index, rp.row))
     block_of: dict[tuple[int, date], int] = {}
-    duplicate_of: dict[tuple[int, date], int] = {}
+    duplicate_of: dict[tuple[int, date], tuple[int, int]] = {}  # -> (first row, its block)
     for (_, day), entries in blocks.items():
         entries.sort()
         n = 0
@@ -236,7 +236,7 @@ def _per_session(planner: PatternPlanner, valid: list[_RowPlan], invalid: list[I
         first_row = 0
         for start, index, row in entries:
             if start == last_start:
-                duplicate_of[(index, day)] = first_row
+                duplicate_of[(index, day)] = (first_row, n)
                 continue
             n += 1
             last_start, first_row = start, row
@@ -250,11 +250,12 @@ def _per_session(planner: PatternPlanner, valid: list[_RowPlan], invalid: list[I
         try:
             for session, day in enumerate(rp.days, start=1):
                 block = block_of.get((index, day))
-                extra: tuple[Any, ...] = (day,) if block in (None, 1) else (day, f"block {block}")
+                first_row, same_block = duplicate_of.get((index, day), (0, 0))
+                n = block or same_block
+                extra: tuple[Any, ...] = (day,) if n == 1 else (day, f"block {n}")
                 external_id = derive_external_id((*rp.key_values, *extra), rp.organizer)
-                if block is None:
-                    row_dups.append(DuplicateRow(rp.row, external_id, duplicate_of[(index, day)],
-                                                 session=session))
+                if block is None:  # the very same class as an earlier row's: that one is sent
+                    row_dups.append(DuplicateRow(rp.row, external_id, first_row, session=session))
                     continue
                 begins, ends = planner.session_times(rp, day)
                 row_requests.append(MeetingRequest(

@@ -42,10 +42,12 @@ RECENT_WINDOW = 20  # answers remembered to tell systemic throttling from a lone
 SYSTEMIC_429S = 3  # 429s among them that mean the app is over its budget
 RATE_CUT = 0.9  # pace at this share of the delivered rate after systemic throttling
 RATE_PROBE = 0.02  # then raise the rate by this share per clean second
+RATE_RECOVER = 0.15  # ... or by this share while far below the rate Graph last throttled at
 DELIVERY_WINDOW_S = 3.0  # how far back "what Graph let through" is measured
 LATENCY_RISE = 2.0  # short-term latency above this x the baseline: Graph is queueing us
 LATENCY_CUT = 0.85  # ... and the window shrinks by this factor (at most once a second)
 LATENCY_WARMUP = 20  # answers before the latency baseline counts
+LATENCY_MIN_RISE_S = 0.25  # ... and by at least this much (tiny latencies are our own CPU noise)
 THROTTLE_HINT = 0.95  # x-ms-throttle-limit-percentage at or above this stops growth
 
 Clock = Callable[[], float]
@@ -72,6 +74,8 @@ class Gate:
         self._cond = threading.Condition()
         self._recent: deque[bool] = deque(maxlen=RECENT_WINDOW)  # was each recent answer a 429?
         self._delivered: deque[float] = deque()  # times of recent 2xx answers
+        self._first_answer: float | None = None
+        self._rate_max: float | None = None  # the delivered rate when Graph last throttled us
         self._fast_latency: float | None = None  # EWMA over ~10 answers
         self._slow_latency: float | None = None  # EWMA over ~20 answers, its minimum is the base
         self._base_latency: float | None = None
@@ -80,7 +84,9 @@ class Gate:
 
     # -- the door ------------------------------------------------------------------------------
 
-    def acquire(self, stop: threading.Event) -> bool:
+    def acquire(self, stop: threading.Event, weight: int = 1) -> bool:
+        """Wait for a slot (one HTTP call); ``weight`` is how many Graph requests it carries
+        (a JSON batch carries up to 20, and Graph counts each against the budget)."""
         with self._cond:
             while True:
                 if stop.is_set():
@@ -96,7 +102,7 @@ class Gate:
                     self.in_flight += 1
                     self._in_flight_samples.append(self.in_flight)
                     if self.rate:
-                        self._next_send = max(self._next_send, now) + 1.0 / self.rate
+                        self._next_send = max(self._next_send, now) + weight / self.rate
                     return True
                 self._cond.wait(timeout=0.25 if wait is None else min(wait, 0.25))
 
@@ -111,10 +117,25 @@ class Gate:
                 self._learn(response, throttled, sent_at)
             self._cond.notify_all()
 
+    def release_batch(self, responses: list[GraphResponse], sent_at: float | None,
+                      throttling: list[bool | None]) -> None:
+        """Hand back a batch's slot, learning from every item's answer."""
+        with self._cond:
+            self.in_flight -= 1
+            for response, flag in zip(responses, throttling, strict=True):
+                throttled = response.status == 429 if flag is None else flag
+                self._learn(response, throttled, sent_at)
+            self._cond.notify_all()
+
     def pause_for(self, seconds: float) -> None:
         with self._cond:
             self.paused_until = max(self.paused_until, self._clock() + seconds)
             self._cond.notify_all()
+
+    def ready_at(self) -> float:
+        """The earliest time the next send may go (the pause and the pacing; not the window)."""
+        with self._cond:
+            return max(self.paused_until, self._next_send if self.rate else 0.0)
 
     # -- what the run settled on ---------------------------------------------------------------
 
@@ -137,6 +158,8 @@ class Gate:
         if throttled and self._systemic(response):
             self._throttled(response, now)
         elif response.status is not None and 200 <= response.status < 300:
+            if self._first_answer is None:
+                self._first_answer = now
             self._delivered.append(now)
             while self._delivered and self._delivered[0] < now - DELIVERY_WINDOW_S:
                 self._delivered.popleft()
@@ -173,6 +196,7 @@ class Gate:
         delivered = self._delivered_rate(now)
         current = self.rate if self.rate else math.inf
         base = min(current, delivered) if delivered > 0 else (self.rate or 1.0)
+        self._rate_max = base
         self.rate = max(0.5, RATE_CUT * base)
         self._last_probe = now + wait
         log.info("Graph is throttling: pausing %.0f s, pacing at %.1f requests/s", wait, self.rate)
@@ -185,7 +209,9 @@ class Gate:
             self.limit = min(float(self.max_limit), self.limit + 1.0 / self.limit)
         if self.rate and self._last_probe is not None and now - self._last_probe >= 1.0:
             seconds = now - self._last_probe
-            self.rate *= (1.0 + RATE_PROBE) ** min(seconds, 5.0)
+            # Far below where Graph last throttled us, climb back fast; near it, carefully.
+            far = self._rate_max is not None and self.rate < 0.8 * self._rate_max
+            self.rate *= (1.0 + (RATE_RECOVER if far else RATE_PROBE)) ** min(seconds, 5.0)
             # A rate far above what is delivered no longer paces anything: stop growing it.
             self.rate = min(self.rate, max(2.0 * self._delivered_rate(now), 1.0))
             self._last_probe = now
@@ -208,7 +234,8 @@ class Gate:
         else:
             self._base_latency = base + 0.001 * (slow - base)  # a moved baseline is followed slowly
         base = self._base_latency
-        if base > 0.005 and fast > LATENCY_RISE * base and now - self._last_latency_cut >= 1.0:
+        queueing = fast > LATENCY_RISE * base and fast - base > LATENCY_MIN_RISE_S
+        if queueing and now - self._last_latency_cut >= 1.0:
             self._last_latency_cut = now
             self.slow_start = False
             self.limit = max(1.0, self.limit * LATENCY_CUT)
@@ -218,9 +245,14 @@ class Gate:
         return False
 
     def _delivered_rate(self, now: float) -> float:
+        """2xx answers per second over the last few seconds (or since the first answer: early
+        in a run, dividing by the whole window would underestimate the limit badly)."""
         while self._delivered and self._delivered[0] < now - DELIVERY_WINDOW_S:
             self._delivered.popleft()
-        return len(self._delivered) / DELIVERY_WINDOW_S
+        if not self._delivered:
+            return 0.0
+        span = min(DELIVERY_WINDOW_S, max(now - self._first_answer, 0.25))
+        return len(self._delivered) / span
 
     def _systemic(self, response: GraphResponse) -> bool:
         """Is this 429 the app's budget running out (pause everyone) or one unlucky request?

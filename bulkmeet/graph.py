@@ -13,18 +13,26 @@ import json
 import os
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import urllib3
 
-from bulkmeet.http import check_url, environ_proxies, resolve_ca_bundle
+from bulkmeet.http import (
+    describe_ca,
+    endpoint,
+    environ_proxies,
+    is_certificate_failure,
+    resolve_ca_bundle,
+    tls_failure_message,
+)
 
 # What went wrong when there was no HTTP status at all.
 TIMEOUT = "timeout"
 CONNECTION = "connection"
+TLS = "tls"  # the certificate did not verify: not transient, so never retried
 
 
 class Tokens(Protocol):
@@ -42,8 +50,8 @@ class GraphResponse:
     status: int | None
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    failure: str | None = None  # TIMEOUT | CONNECTION when no response arrived
-    detail: str | None = None  # the exception text for a failure (never contains a token)
+    failure: str | None = None  # TIMEOUT | CONNECTION | TLS when no response arrived
+    detail: str | None = None  # the exception text (TLS: the sentence); never contains a token
 
     @property
     def request_id(self) -> str | None:
@@ -111,12 +119,33 @@ class GraphGateway(ABC):
     def delete_meeting(self, organizer_id: str | None, meeting_id: str) -> GraphResponse:
         """DELETE .../onlineMeetings/{id}: 204, no body."""
 
+    def batch(self, requests: Sequence[BatchRequest]) -> list[GraphResponse]:
+        """POST /$batch with up to ``MAX_BATCH`` requests: one answer per request, in order.
+
+        Each item has its own status, headers (Retry-After) and body; when the batch call itself
+        fails (timeout, 5xx, 429 for the whole batch) every item gets that answer. Only used with
+        ``[run] batch = true``; a gateway that cannot batch says so here.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot send JSON batches")
+
     def describe(self) -> str:
         return type(self).__name__
 
     def close(self) -> None:
         """Release connections (the pipeline calls it when a run ends). Nothing to release here."""
         return None
+
+
+MAX_BATCH = 20  # Graph's JSON batching limit
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One request inside a JSON batch: ``path`` is relative to the API version root."""
+
+    method: str
+    path: str
+    body: Mapping[str, Any] | None = None
 
 
 def create_or_get_path(organizer_id: str | None) -> str:
@@ -151,17 +180,18 @@ class HttpGraph(GraphGateway):
         timeout: tuple[float, float] = (10.0, 60.0),
         pool_size: int = 16,
     ) -> None:
-        self.root = f"{check_url(base_url, 'Graph base URL')}/{api_version}"
+        base = endpoint(base_url, "Graph base URL")  # parsed once: what is checked is what is used
+        self.root = f"{base.url}/{api_version}"
+        self._tls_failure = tls_failure_message(f"Graph at {base.url}", describe_ca(ca_bundle))
         self.tokens = tokens
         self.delegated = tokens.delegated
         self.timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         self._pool = pool_for(self.root, resolve_ca_bundle(ca_bundle), pool_size)
         # Without a proxy, talk to the one host's pool directly: PoolManager would parse the URL
         # and look the pool up again on every request.
-        parts = urlsplit(self.root)
         self._direct = None if isinstance(self._pool, urllib3.ProxyManager) else \
             self._pool.connection_from_url(self.root)
-        self._prefix = parts.path
+        self._prefix = f"{base.path}/{api_version}"
 
     def close(self) -> None:
         self._pool.clear()
@@ -184,6 +214,29 @@ class HttpGraph(GraphGateway):
 
     def describe(self) -> str:
         return self.root
+
+    def batch(self, requests: Sequence[BatchRequest]) -> list[GraphResponse]:
+        items = [{"id": str(i), "method": r.method, "url": r.path,
+                  **({"headers": {"Content-Type": "application/json"}, "body": r.body}
+                     if r.body is not None else {})}
+                 for i, r in enumerate(requests)]
+        outer = self._send("POST", "/$batch", {"requests": items})
+        answers = outer.body.get("responses") if outer.status == 200 and isinstance(
+            outer.body, dict) else None
+        if not isinstance(answers, list):
+            return [outer] * len(requests)
+        by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
+        out = []
+        for i in range(len(requests)):
+            a = by_id.get(str(i)) or {}
+            status = a.get("status")
+            if not isinstance(status, int):  # an item Graph did not answer: send it again
+                out.append(GraphResponse(None, failure=CONNECTION, detail="no answer in the batch"))
+                continue
+            headers = a.get("headers")
+            headers = headers if isinstance(headers, dict) else {}
+            out.append(GraphResponse(status, a.get("body"), {str(k): str(v) for k, v in headers.items()}))
+        return out
 
     def _send(self, method: str, path: str, body: Mapping[str, Any] | None) -> GraphResponse:
         response = self._attempt(method, path, body)
@@ -219,6 +272,8 @@ class HttpGraph(GraphGateway):
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if isinstance(getattr(exc, "reason", None), urllib3.exceptions.TimeoutError):
                 return GraphResponse(None, failure=TIMEOUT, detail=_scrub(exc, token))
+            if is_certificate_failure(exc):
+                return GraphResponse(None, failure=TLS, detail=self._tls_failure)
             return GraphResponse(None, failure=CONNECTION, detail=_scrub(exc, token))
         raw = r.data
         try:
@@ -253,10 +308,17 @@ def _scrub(exc: BaseException, token: str) -> str:
 # What Graph's answers mean for the person reading the output sheet.
 
 POLICY_MESSAGE = "No application access policy found for this app"
+# The access-policy 403 has been seen with code Forbidden and with General, and Graph's wording
+# varies: decide on status and code family. (A token without the role is refused before the
+# first row, by the permission check, so a 403 Forbidden on a meeting call is the policy.)
+POLICY_CODES = frozenset({"forbidden", "general"})
 
 
 def is_access_policy_error(response: GraphResponse) -> bool:
-    return response.status == 403 and POLICY_MESSAGE.lower() in response.error_message.lower()
+    if response.status != 403:
+        return False
+    return ((response.error_code or "").lower() in POLICY_CODES
+            or POLICY_MESSAGE.lower() in response.error_message.lower())
 
 
 def describe_failure(response: GraphResponse, *, organizer: str, client_id: str | None = None,
@@ -264,6 +326,8 @@ def describe_failure(response: GraphResponse, *, organizer: str, client_id: str 
     """One sentence for the ``error`` column: Graph's code and message, then what to do."""
     code = response.error_code or (str(response.status) if response.status else "")
     graph_says = f"{code}: {response.error_message}".strip(": ").rstrip(".") if response.status else ""
+    if response.failure == TLS:  # detail is the sentence (http.tls_failure_message)
+        return response.detail or tls_failure_message("Graph", "the configured CA bundle")
     if response.status is None:
         what = "timed out" if response.failure == TIMEOUT else "connection failed"
         return (f"Could not get an answer from Graph ({what}) after {attempts} attempt(s); "

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bulkmeet.atomic import atomic_write
-from bulkmeet.calendars import PublishError, meeting_id_text, unique_stems
+from bulkmeet.calendars import Digests, PublishError, meeting_id_text, unique_stems
 from bulkmeet.cells import neutralise
 from bulkmeet.ids import EMAIL_RE
-from bulkmeet.models import PublishedMeeting
+from bulkmeet.models import CANCELLED, ORPHANED, PublishedMeeting
 
 __all__ = ["HandoutFiles", "HEADER", "write_handouts", "class_line", "MAIL_MERGE_NAME",
            "MAIL_MERGE_COLUMNS"]
@@ -42,7 +42,9 @@ HEADER_ROW = 4  # title, note, blank line, then the header
 MAIL_MERGE_NAME = "mail-merge.csv"
 MAIL_MERGE_COLUMNS = ("Email", "Name", "Organizer", "Meetings", "Cancelled", "First class",
                       "Last class", "Handout", "Calendar", "Links")
-_WIDTHS = (12, 6, 7, 7, 40, 14, 18, 10, 17, 17, 14, 16, 16, 10)
+# What a teacher needs to know about a meeting's state: nothing, unless it went away.
+_STATUS_SHOWN = {CANCELLED: "cancelled", ORPHANED: "not in the schedule any more"}
+_WIDTHS = (12, 6, 7, 7, 40, 14, 18, 10, 17, 17, 14, 16, 16, 16)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,8 @@ def _workbook(name: str, tz: str, meetings: list[PublishedMeeting], calendar: st
                   start.time() if start else None, end.time() if end else None, _text(m.subject),
                   None, meeting_id_text(m.join_meeting_id) or None, _text(m.passcode),
                   _text(m.toll_number), _text(m.toll_free_number),
-                  f"{m.conference_id}#" if m.conference_id else None, None, None, m.status)
+                  f"{m.conference_id}#" if m.conference_id else None, None, None,
+                  _STATUS_SHOWN.get(m.status))
         for col, value in enumerate(values, start=1):
             ws.cell(row=r, column=col, value=value)
         ws.cell(row=r, column=1).number_format = "yyyy-mm-dd"
@@ -154,8 +157,10 @@ def _mail_merge(handle: BinaryIO, rows: list[list[str]]) -> None:
 
 
 def write_handouts(folder: Path, meetings: Sequence[PublishedMeeting], *, time_zone: str,
-                   calendars: Mapping[str, Path] | None = None) -> HandoutFiles:
-    """A workbook per organizer and ``mail-merge.csv`` under ``folder``; atomically, each file."""
+                   calendars: Mapping[str, Path] | None = None,
+                   digests: Digests | None = None) -> HandoutFiles:
+    """A workbook per organizer and ``mail-merge.csv`` under ``folder``; atomically, each file.
+    With ``digests``, a workbook already made from the same meetings is left as it is."""
     folder = Path(folder)
     groups: dict[str, list[PublishedMeeting]] = {}
     for m in meetings:
@@ -166,9 +171,10 @@ def write_handouts(folder: Path, meetings: Sequence[PublishedMeeting], *, time_z
         items = _sorted(groups[organizer])
         name = next((m.organizer_name for m in items if m.organizer_name), organizer)
         calendar = calendars.get(organizer) if calendars else None
-        wb = _workbook(name, time_zone, items, str(calendar) if calendar else None)
         workbooks[organizer] = path = folder / f"{stem}.xlsx"
-        _save(path, wb.save)
+        digest = Digests.of(name, time_zone, str(calendar), meetings=items)
+        if digests is None or not digests.fresh(path, digest):
+            _save(path, _workbook(name, time_zone, items, str(calendar) if calendar else None).save)
         timed = [m for m in items if m.start is not None and not m.cancelled]
         merge_rows.append([
             organizer if EMAIL_RE.match(organizer) else "", name, organizer,

@@ -25,166 +25,31 @@ made (the row then shows ``existing`` instead of ``created``). A group-commit wr
 measured too and gave no gain at NORMAL, so each ``record()`` is one autocommitted INSERT under a
 lock: simple, and committed before it returns.
 
-Concurrency between runs: a ``fcntl.flock`` on the sidecar ``NAME.journal.lock``. The kernel drops
-the lock when the holding process dies however it dies, so a kill -9'd run never blocks the next
-one, and there is no stale-lock cleanup to get wrong.
+Concurrency between runs: ``bulkmeet.runlock`` (a flock on the sidecar ``NAME.journal.lock``).
+
+Format 2 adds what sync needs (``bulkmeet.sync``): each meeting's state as Graph last confirmed
+it (``meetings``), and a log of every PATCH and DELETE sent and answered (``operations``). What
+``meetings`` holds changes only on a confirmation from Graph, in the same transaction as the
+result row that reports it, so after a kill -9 the two never disagree.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import socket
 import sqlite3
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bulkmeet.errors import BulkmeetError, ExitStatus, InputError, LockedError, WriteError
-from bulkmeet.models import CREATED, EXISTING, UPDATED, MeetingInfo, MeetingResult, MeetingState
+from bulkmeet import journal_sql as sql
+from bulkmeet.errors import BulkmeetError, ExitStatus, InputError
+from bulkmeet.models import CREATED, MeetingInfo, MeetingResult, MeetingState
+from bulkmeet.runlock import RunLock, lock_path_for
 from bulkmeet.sync import ACTIVE, CANCELLED, DELETING, JournalledMeeting
 
-__all__ = ["Journal", "JournalWriteError", "default_journal_path", "lock_path_for"]
-
-# Format 1: results only. Format 2 adds ``meetings`` (the state Graph last confirmed for each
-# meeting, which sync compares the sheet with) and ``operations`` (every PATCH and DELETE, sent
-# and answered). A format-1 journal is upgraded in place when opened; see ``_migrate``.
-SCHEMA_VERSION = 2
-JOURNAL_SUFFIX = ".journal.sqlite"
-OK_STATUSES = (CREATED, EXISTING, UPDATED)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (
-    version     INTEGER NOT NULL,
-    created_at  TEXT NOT NULL,
-    created_by  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id          INTEGER PRIMARY KEY,
-    schedule    TEXT NOT NULL,
-    argv        TEXT NOT NULL,
-    pid         INTEGER NOT NULL,
-    host        TEXT NOT NULL,
-    started_at  TEXT NOT NULL,
-    finished_at TEXT,
-    summary     TEXT
-);
--- One row per finished createOrGet (with its retries), never updated or deleted.
-CREATE TABLE IF NOT EXISTS results (
-    id              INTEGER PRIMARY KEY,
-    run_id          INTEGER,
-    organizer       TEXT NOT NULL,
-    external_id     TEXT NOT NULL,
-    status          TEXT NOT NULL,
-    fingerprint     TEXT NOT NULL,
-    http_status     INTEGER,
-    has_meeting     INTEGER NOT NULL,
-    meeting_id      TEXT,
-    join_url        TEXT,
-    join_meeting_id TEXT,
-    passcode        TEXT,
-    dialin_url      TEXT,
-    conference_id   TEXT,
-    toll_number     TEXT,
-    start_utc       TEXT,
-    end_utc         TEXT,
-    subject         TEXT,
-    error           TEXT,
-    error_code      TEXT,
-    request_id      TEXT,
-    attempts        INTEGER NOT NULL,
-    warning         TEXT,
-    recorded_at     TEXT NOT NULL,
-    options_url     TEXT,
-    toll_free_number TEXT,
-    changes         TEXT
-);
-CREATE INDEX IF NOT EXISTS results_key ON results (organizer, external_id, id);
-CREATE TABLE IF NOT EXISTS organizers (
-    upn         TEXT PRIMARY KEY,
-    object_id   TEXT NOT NULL,
-    resolved_at TEXT NOT NULL
-) WITHOUT ROWID;
-"""
-
-# Format 2. ``meetings`` is updated in place (it is the current state, not a log); it changes only
-# when Graph confirmed something: a createOrGet answer, a PATCH answer showing the new values, a
-# DELETE's 204. ``operations`` is the log of PATCH/DELETE, so support can see what was sent.
-_SCHEMA_2 = """
-CREATE TABLE IF NOT EXISTS meetings (
-    organizer    TEXT NOT NULL,
-    external_id  TEXT NOT NULL,
-    meeting_id   TEXT NOT NULL,
-    status       TEXT NOT NULL,
-    state        TEXT NOT NULL,
-    join_url     TEXT,
-    fingerprint  TEXT,
-    row          INTEGER,
-    version      INTEGER NOT NULL DEFAULT 0,
-    updated_at   TEXT NOT NULL,
-    PRIMARY KEY (organizer, external_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS operations (
-    id           INTEGER PRIMARY KEY,
-    run_id       INTEGER,
-    organizer    TEXT NOT NULL,
-    external_id  TEXT NOT NULL,
-    meeting_id   TEXT NOT NULL,
-    kind         TEXT NOT NULL,
-    outcome      TEXT NOT NULL,
-    detail       TEXT,
-    http_status  INTEGER,
-    request_id   TEXT,
-    recorded_at  TEXT NOT NULL
-);
-"""
-_RESULTS_ADDED_IN_2 = ("options_url", "toll_free_number", "changes")
-
-_RESULT_FIELDS = (
-    "organizer", "external_id", "status", "fingerprint", "http_status", "has_meeting",
-    "meeting_id", "join_url", "join_meeting_id", "passcode", "dialin_url", "conference_id",
-    "toll_number", "start_utc", "end_utc", "subject", "error", "error_code", "request_id",
-    "attempts", "warning", "recorded_at", "options_url", "toll_free_number", "changes",
-)
-_INSERT = (
-    f"INSERT INTO results (run_id, {', '.join(_RESULT_FIELDS)}) "
-    f"VALUES ({', '.join('?' * (len(_RESULT_FIELDS) + 1))})"
-)
-_SELECT = f"SELECT {', '.join('r.' + f for f in _RESULT_FIELDS)} FROM results r"
-
-# The row latest() reports for each (organizer, externalId): the newest result, unless that one is
-# not a success and an earlier success exists with the same fingerprint; then that success (the
-# newest such). Written as SQL so 100,000 keys come back in one pass over the index.
-_OK = "('" + "', '".join(OK_STATUSES) + "')"
-_EFFECTIVE_ID = f"""
-    CASE WHEN n.status IN {_OK} THEN n.id ELSE COALESCE(
-        (SELECT MAX(s.id) FROM results s
-          WHERE s.organizer = n.organizer AND s.external_id = n.external_id
-            AND s.fingerprint = n.fingerprint AND s.status IN {_OK}),
-        n.id) END
-"""
-
-# A createOrGet answer is what the meeting is now: the row of ``meetings`` takes it whole. The
-# version (confirmed changes of subject or time) carries on only while it is the same meeting.
-_UPSERT_MEETING = """
-INSERT INTO meetings (organizer, external_id, meeting_id, status, state, join_url, fingerprint,
-                      row, version, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
-ON CONFLICT (organizer, external_id) DO UPDATE SET
-    meeting_id = excluded.meeting_id, status = excluded.status, state = excluded.state,
-    join_url = excluded.join_url, fingerprint = excluded.fingerprint,
-    row = COALESCE(excluded.row, meetings.row),
-    version = CASE WHEN meetings.meeting_id = excluded.meeting_id THEN meetings.version ELSE 0 END,
-    updated_at = excluded.updated_at
-"""
-_OPERATION = (
-    "INSERT INTO operations (run_id, organizer, external_id, meeting_id, kind, outcome, detail, "
-    "http_status, request_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
+__all__ = ["Journal", "JournalWriteError", "RunLock", "default_journal_path", "lock_path_for"]
 
 class JournalWriteError(BulkmeetError):
     """The journal cannot be written any more (disk full, file removed, I/O error).
@@ -199,15 +64,7 @@ class JournalWriteError(BulkmeetError):
 def default_journal_path(schedule: Path) -> Path:
     """``term.xlsx`` -> ``term.journal.sqlite`` in the same folder (one journal per schedule)."""
     schedule = Path(schedule)
-    return schedule.with_name(schedule.stem + JOURNAL_SUFFIX)
-
-
-def lock_path_for(journal: Path) -> Path:
-    """``term.journal.sqlite`` -> ``term.journal.lock``; never the journal file itself."""
-    journal = Path(journal)
-    if journal.suffix in ("", ".lock"):
-        return journal.with_name(journal.name + ".lock")
-    return journal.with_suffix(".lock")
+    return schedule.with_name(schedule.stem + sql.JOURNAL_SUFFIX)
 
 
 def _utc_now() -> str:
@@ -232,127 +89,6 @@ def _redact_argv(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
-
-
-@dataclass(frozen=True)
-class _LockInfo:
-    pid: int | None
-    host: str | None
-    started: str | None  # local ISO time
-    schedule: str | None
-
-    @classmethod
-    def parse(cls, raw: bytes) -> _LockInfo:
-        try:
-            data = json.loads(raw.decode("utf-8"))
-            if not isinstance(data, dict):
-                raise ValueError
-        except ValueError:
-            return cls(None, None, None, None)
-        pid = data.get("pid")
-        return cls(
-            pid if isinstance(pid, int) else None,
-            str(data["host"]) if data.get("host") else None,
-            str(data["started"]) if data.get("started") else None,
-            str(data["schedule"]) if data.get("schedule") else None,
-        )
-
-
-def _when(started: str | None) -> str | None:
-    """'02:00:03' for today, '2024-05-01 02:00:03' for an older run (a hung one, probably)."""
-    if not started:
-        return None
-    try:
-        moment = datetime.fromisoformat(started)
-    except ValueError:
-        return started
-    if moment.date() == datetime.now().date():
-        return moment.strftime("%H:%M:%S")
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-class _RunLock:
-    """An exclusive flock on the sidecar file, with who-holds-it written inside for the message."""
-
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
-        self._fd: int | None = fd
-
-    @classmethod
-    def acquire(cls, path: Path, schedule: str | None) -> _RunLock:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise WriteError(
-                f"Cannot create the lock file {path} ({exc.strerror}). bulkmeet keeps its locks "
-                "beside the journal and the output sheet: make that folder writable, or point "
-                "--journal ([run] journal) or --output at a writable folder."
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            try:
-                holder = _LockInfo.parse(os.pread(fd, 4096, 0))
-            finally:
-                os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise LockedError(cls._locked_message(path, holder, schedule)) from None
-            raise InputError(f"Cannot lock {path} ({exc.strerror}).") from None
-        lock = cls(path, fd)
-        lock.describe(schedule)
-        return lock
-
-    @staticmethod
-    def _locked_message(path: Path, holder: _LockInfo, schedule: str | None) -> str:
-        what = holder.schedule or schedule or path.name.removesuffix(".lock")
-        details = []
-        if holder.pid is not None:
-            details.append(f"pid {holder.pid}")
-        if holder.host and holder.host != socket.gethostname():
-            details.append(f"on {holder.host}")
-        when = _when(holder.started)
-        if when:
-            details.append(f"started {when}")
-        who = f" ({', '.join(details)})" if details else ""
-        check = f"`ps -p {holder.pid}`" if holder.pid is not None else "`ps aux | grep bulkmeet`"
-        return (
-            f"Another bulkmeet run is already working on {what}{who}, so this run stopped "
-            f"without sending anything. If no other run is going, look for a hung bulkmeet "
-            f"process ({check}) and stop it: its lock on {path} is released the moment it ends, "
-            "and the next run carries on where it left off."
-        )
-
-    def describe(self, schedule: str | None) -> None:
-        """Write who holds the lock; best effort, the lock itself is the flock, not the text."""
-        if self._fd is None:
-            return
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "schedule": schedule,
-        }
-        data = json.dumps(info).encode()
-        try:
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, data, 0)
-        except OSError:
-            pass
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        try:
-            os.ftruncate(fd, 0)
-        except OSError:
-            pass
-        # The lock file is left in place: deleting it would let a third run lock a new inode
-        # while a second one still waits on the old one.
-        os.close(fd)  # closing the last descriptor releases the flock
-
-
-RunLock = _RunLock  # also locks the output sheet (bulkmeet.paths), so one rule for both locks
 
 
 def _prepare_folder(path: Path) -> None:
@@ -384,7 +120,7 @@ class Journal:
     def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._run_lock: _RunLock | None = None
+        self._run_lock: RunLock | None = None
         self._run_id: int | None = None
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
@@ -422,14 +158,14 @@ class Journal:
             if check != "ok":
                 detail = " ".join(str(check).replace("*** in database main ***", "").split())
                 damaged = sqlite3.DatabaseError(f"integrity check: {detail}")
-                damaged.sqlite_errorname = "SQLITE_CORRUPT"  # type: ignore[attr-defined]
+                damaged.sqlite_errorname = "SQLITE_CORRUPT"
                 raise damaged
             row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
             version = row[0] if row else None
-            if version is not None and version > SCHEMA_VERSION:
+            if version is not None and version > sql.SCHEMA_VERSION:
                 raise InputError(
                     f"The journal {self.path} was written by a newer bulkmeet (format "
-                    f"{version}, this one reads {SCHEMA_VERSION}). Upgrade bulkmeet, or move the "
+                    f"{version}, this one reads {sql.SCHEMA_VERSION}). Upgrade bulkmeet, or move the "
                     "journal aside to start a fresh one (every row is then sent again, which is "
                     "safe: createOrGet returns the meetings that already exist)."
                 )
@@ -439,7 +175,7 @@ class Journal:
         # one version row.
         db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in (_SCHEMA + _SCHEMA_2).split(";"):
+            for statement in (sql.SCHEMA + sql.SCHEMA_2).split(";"):
                 if statement.strip():
                     db.execute(statement)
             self._migrate(f"bulkmeet {__version__}")
@@ -459,11 +195,11 @@ class Journal:
         """
         db = self._db
         columns = {r[1] for r in db.execute("PRAGMA table_info(results)")}
-        for column in _RESULTS_ADDED_IN_2:
+        for column in sql.RESULTS_ADDED_IN_2:
             if column not in columns:
                 db.execute(f"ALTER TABLE results ADD COLUMN {column} TEXT")
         (version,) = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        if version is not None and version >= SCHEMA_VERSION:
+        if version is not None and version >= sql.SCHEMA_VERSION:
             return
         if version is not None:
             now = _utc_now()
@@ -471,12 +207,12 @@ class Journal:
                 m = result.meeting
                 if not result.ok or m is None or not m.meeting_id:
                     continue
-                db.execute(_UPSERT_MEETING, (
+                db.execute(sql.UPSERT_MEETING, (
                     result.organizer, result.external_id, m.meeting_id, ACTIVE,
                     MeetingState.from_info(m).to_json(), m.join_url, result.fingerprint, None,
                     now))
         db.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
-                   (SCHEMA_VERSION, _utc_now(), who))
+                   (sql.SCHEMA_VERSION, _utc_now(), who))
 
     def _unusable(self, exc: sqlite3.Error) -> BulkmeetError:
         reason = str(exc) or type(exc).__name__
@@ -514,7 +250,7 @@ class Journal:
         """
         path = Path(path)
         _prepare_folder(path)
-        run_lock = _RunLock.acquire(lock_path_for(path), schedule) if lock else None
+        run_lock = RunLock.acquire(lock_path_for(path), schedule) if lock else None
         try:
             journal = cls(path, synchronous=synchronous)
         except BaseException:
@@ -586,10 +322,10 @@ class Journal:
         the meeting as Graph answered; without it, what ``MeetingInfo`` holds), in the same
         transaction, so the two tables never disagree after a kill.
         """
-        statements = [(_INSERT, self._result_params(result))]
+        statements = [(sql.INSERT, self._result_params(result))]
         m = result.meeting
         if result.ok and m is not None and m.meeting_id:
-            statements.append((_UPSERT_MEETING, (
+            statements.append((sql.UPSERT_MEETING, (
                 result.organizer, result.external_id, m.meeting_id, ACTIVE,
                 (state or MeetingState.from_info(m)).to_json(), m.join_url, result.fingerprint,
                 row, result.recorded_at or _utc_now())))
@@ -631,7 +367,7 @@ class Journal:
     def _operation(self, m: JournalledMeeting, kind: str, outcome: str, detail: str | None,
                    http_status: int | None = None, request_id: str | None = None
                    ) -> tuple[str, tuple[Any, ...]]:
-        return (_OPERATION, (self._run_id, m.organizer, m.external_id, m.meeting_id, kind,
+        return (sql.OPERATION, (self._run_id, m.organizer, m.external_id, m.meeting_id, kind,
                              outcome, detail, http_status, request_id, _utc_now()))
 
     def update_sent(self, meeting: JournalledMeeting, body: str) -> None:
@@ -648,7 +384,7 @@ class Journal:
         old = meeting.state
         moved = (old.subject, old.start, old.end) != (state.subject, state.start, state.end)
         self._write_all([
-            (_INSERT, self._result_params(result)),
+            (sql.INSERT, self._result_params(result)),
             ("UPDATE meetings SET state = ?, fingerprint = ?, row = COALESCE(?, row), "
              "version = version + ?, updated_at = ? WHERE organizer = ? AND external_id = ? "
              "AND meeting_id = ?",
@@ -663,7 +399,7 @@ class Journal:
         """A PATCH or DELETE that Graph refused or never answered: the state stays as it was."""
         statements = []
         if result is not None:
-            statements.append((_INSERT, self._result_params(result)))
+            statements.append((sql.INSERT, self._result_params(result)))
         statements.append(self._operation(
             meeting, kind, "failed", detail, result.http_status if result else None,
             result.request_id if result else None))
@@ -792,9 +528,9 @@ class Journal:
     def _latest(cls, db: sqlite3.Connection) -> dict[tuple[str, str], MeetingResult]:
         rows = db.execute(
             f"""WITH newest AS (SELECT MAX(id) AS id FROM results GROUP BY organizer, external_id),
-                     chosen AS (SELECT {_EFFECTIVE_ID} AS id
+                     chosen AS (SELECT {sql.EFFECTIVE_ID} AS id
                                   FROM newest JOIN results n ON n.id = newest.id)
-                {_SELECT} JOIN chosen ON r.id = chosen.id ORDER BY r.id"""
+                {sql.SELECT} JOIN chosen ON r.id = chosen.id ORDER BY r.id"""
         ).fetchall()
         out: dict[tuple[str, str], MeetingResult] = {}
         for row in rows:
@@ -833,7 +569,7 @@ class Journal:
         rows = self._read(
             f"""WITH n AS (SELECT * FROM results WHERE organizer = ? AND external_id = ?
                            ORDER BY id DESC LIMIT 1)
-                {_SELECT} WHERE r.id = (SELECT {_EFFECTIVE_ID} FROM n)""",
+                {sql.SELECT} WHERE r.id = (SELECT {sql.EFFECTIVE_ID} FROM n)""",
             (organizer, external_id),
         )
         return self._result(rows[0]) if rows else None
@@ -841,7 +577,7 @@ class Journal:
     def history(self, organizer: str, external_id: str) -> list[MeetingResult]:
         """Every result recorded for one key, oldest first (for support and for tests)."""
         rows = self._read(
-            f"{_SELECT} WHERE r.organizer = ? AND r.external_id = ? ORDER BY r.id",
+            f"{sql.SELECT} WHERE r.organizer = ? AND r.external_id = ? ORDER BY r.id",
             (organizer, external_id),
         )
         return [self._result(row) for row in rows]
@@ -858,6 +594,13 @@ class Journal:
     def resolved_organizers(self) -> dict[str, str]:
         """Lower-cased UPN -> object id, as remembered by earlier runs."""
         return dict(self._read("SELECT upn, object_id FROM organizers"))
+
+    def created_in_month(self, month: str) -> dict[str, int]:
+        """Organizer -> meetings Graph created (201) in ``month`` ("YYYY-MM", UTC), for the
+        2,000-per-month quota (``bulkmeet.quota``)."""
+        return {org: int(n) for org, n in self._read(
+            "SELECT organizer, COUNT(*) FROM results WHERE status = ? AND recorded_at LIKE ? "
+            "GROUP BY organizer", (CREATED, f"{month}-%"))}
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run recorded, oldest first: id, schedule, argv, started/finished, summary."""

@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ class SheetRow:
 
     number: int
     values: Mapping[str, Any]  # column name -> str | datetime | date | time | None
+    # (column, message) for cells the reader could not trust (a formula without a saved
+    # value, a merged cell): the planner makes the row invalid if it uses that column.
+    problems: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -257,9 +260,8 @@ class MeetingState:
         att = data.get("attendees")
         settings = data.get("settings")
         return cls(subject=data.get("subject"), start=data.get("start"), end=data.get("end"),
-                   attendees=tuple((str(u), str(r)) for u, r in att) if att is not None else None,
-                   settings=tuple((str(k), v) for k, v in settings) if settings is not None
-                   else None)
+                   attendees=tuple(map(tuple, att)) if att is not None else None,
+                   settings=tuple(map(tuple, settings)) if settings is not None else None)
 
 
 @dataclass(frozen=True)
@@ -290,10 +292,12 @@ class MeetingResult:
 
 # Columns bulkmeet appends to every input row in the output sheet, in this order. The reader drops
 # them (and REQUEST_COLUMN) when an output sheet is fed back as input.
+# startLocal/endLocal are the meeting's times in the config's time_zone (real date-time cells).
 RESULT_COLUMNS: tuple[str, ...] = (
-    "sourceRow", "sessionNumber", "externalId", "status", "meetingId", "joinWebUrl", "joinMeetingId", "passcode", "dialinUrl",
-    "conferenceId", "tollNumber", "startDateTimeUtc", "endDateTimeUtc", "httpStatus", "error",
-    "requestId", "attempts", "warning", "changes",
+    "sourceRow", "sessionNumber", "externalId", "status", "meetingSubject", "meetingId",
+    "joinWebUrl", "meetingOptionsWebUrl", "joinMeetingId", "passcode", "dialinUrl",
+    "conferenceId", "tollNumber", "tollFreeNumber", "startLocal", "endLocal", "startDateTimeUtc",
+    "endDateTimeUtc", "httpStatus", "error", "requestId", "attempts", "warning", "changes",
 )
 REQUEST_COLUMN = "request"  # --dry-run only: the method, path and JSON body that would be sent
 
@@ -328,20 +332,26 @@ class RowOutcome:
         """Where this outcome goes in the output: one line per key, in sorted order."""
         return (self.row, self.session)
 
-    def result_columns(self) -> dict[str, Any]:
+    def result_columns(self, tz: tzinfo | None = None) -> dict[str, Any]:
+        """The result columns' values; start/endLocal are naive wall-clock times in ``tz``."""
         m = self.meeting
         return {
             "sourceRow": self.row,  # the input row this line came from (one per session)
             "sessionNumber": self.session or None,  # 1, 2, ... for a weekly pattern's class days
             "externalId": self.external_id,
             "status": self.status,
+            "meetingSubject": m.subject if m else None,
             "meetingId": m.meeting_id if m else None,
             "joinWebUrl": m.join_url if m else None,
+            "meetingOptionsWebUrl": m.options_url if m else None,
             "joinMeetingId": m.join_meeting_id if m else None,
             "passcode": m.passcode if m else None,
             "dialinUrl": m.dialin_url if m else None,
             "conferenceId": m.conference_id if m else None,
             "tollNumber": m.toll_number if m else None,
+            "tollFreeNumber": m.toll_free_number if m else None,
+            "startLocal": _wall_clock(m.start_utc, tz) if m else None,
+            "endLocal": _wall_clock(m.end_utc, tz) if m else None,
             "startDateTimeUtc": m.start_utc if m else None,
             "endDateTimeUtc": m.end_utc if m else None,
             "httpStatus": self.http_status,
@@ -351,6 +361,12 @@ class RowOutcome:
             "warning": self.warning,
             "changes": self.changes,
         }
+
+
+def _wall_clock(utc_text: str | None, tz: tzinfo | None) -> datetime | None:
+    """Graph's UTC text as a naive local date-time (Excel has no zones); None without a zone."""
+    instant = graph_instant(utc_text) if tz is not None else None
+    return instant.astimezone(tz).replace(tzinfo=None) if instant is not None else None
 
 
 @dataclass(frozen=True)

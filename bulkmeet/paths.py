@@ -66,6 +66,10 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+_EXAMPLES = {"the output sheet": "schedule.results.xlsx", "the journal": "schedule.journal.sqlite",
+             "the summary JSON": "summary.json", "the log file": "bulkmeet.log"}
+
+
 def _writable_target(path: Path, label: str, option: str) -> None:
     try:
         mode = os.stat(path).st_mode
@@ -77,7 +81,7 @@ def _writable_target(path: Path, label: str, option: str) -> None:
     if mode is not None:
         if stat.S_ISDIR(mode):
             raise InputError(f"{path} is a folder, so it cannot be {label}; give a file name "
-                             f"with {option} (for example {Path(path) / 'file'}).")
+                             f"with {option} (for example {Path(path) / _EXAMPLES.get(label, 'file')}).")
         if not stat.S_ISREG(mode):
             raise InputError(f"{path} is {_kind(mode)}, so it cannot be {label}; give a regular "
                              f"file with {option}.")

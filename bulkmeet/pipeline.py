@@ -5,9 +5,12 @@ them too. Data flows one way, one named step each:
 
     plan_schedule      sheet -> plan (invalid and duplicate rows become ``static_outcomes``)
     _dry_run           --dry-run: every planned row with the request it would send; stop
-    _select            journal -> what still needs sending (new, failed, changed rows)
+    apply.plan_sync    sheet vs the journal's confirmed meetings (bulkmeet.sync): create,
+                       update, unchanged, orphans; apply.select: what goes to createOrGet
     _send              resolve organizers, run the createOrGet operations, record each result
                        in the journal at once (``_Recorder``), collect per-organizer notes
+    apply.run_phases   the PATCHes (changed rows, options of new meetings), then the DELETEs
+                       (--cancel-removed, within the safety limit), each answer recorded
     _mark_unsent       rows left unsent become pending
     _summary/_finish   counts, output sheet, summary JSON
 
@@ -22,18 +25,19 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
+from zoneinfo import ZoneInfo
 
+from bulkmeet import apply, paths, publish, report, sheets, sync
 from bulkmeet import journal as journals
-from bulkmeet import paths, publish, report, sheets
 from bulkmeet import plan as planning
 from bulkmeet.atomic import atomic_write, remove_stale_temp_files
 from bulkmeet.config import Config
-from bulkmeet.errors import AuthError, ExitStatus
+from bulkmeet.errors import BulkmeetError, ExitStatus, WriteError
 from bulkmeet.graph import GraphGateway, HttpGraph, create_or_get_path
 from bulkmeet.models import (
     CREATED,
@@ -45,6 +49,7 @@ from bulkmeet.models import (
     PENDING,
     PLANNED,
     SKIPPED,
+    UPDATED,
     MeetingRequest,
     MeetingResult,
     OutcomeKey,
@@ -52,6 +57,7 @@ from bulkmeet.models import (
     Sheet,
 )
 from bulkmeet.progress import NoProgress, Progress
+from bulkmeet.quota import MeetingQuota, this_month
 from bulkmeet.runner import GUID, RetryPolicy, Runner, resolve_organizers
 
 log = logging.getLogger(__name__)
@@ -73,12 +79,14 @@ class RunOptions:
     journal: Path | None = None
     summary_json: Path | None = None
     argv: tuple[str, ...] = ()
+    cancel_removed: bool = False  # --cancel-removed: delete meetings of removed rows
+    max_cancel: int | None = None  # --max-cancel N: allow up to N cancels this once
     calendars: Path | None = None  # .ics folder (default: [publish], else beside the output)
     handouts: Path | None = None  # handouts folder (likewise)
     report: Path | None = None  # the HTML run report (likewise)
 
     def publish_targets(self) -> publish.Targets:
-        output = self.output or report.default_output_path(self.schedule)
+        output = self.output or report.default_output_path(self.schedule, _kind(self))
         return publish.Targets.for_run(output, self.config.publish, calendars=self.calendars,
                                        handouts=self.handouts, report=self.report)
 
@@ -90,6 +98,7 @@ class RunOutcome:
     output: Path
     outcomes: Outcomes = field(default_factory=dict)
     published: publish.Published | None = None  # calendars, handouts, run report
+    removed: tuple[sync.RemovedMeeting, ...] = ()  # meetings of removed rows (Removed sheet)
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,12 @@ class _Sent:
     throttled: int = 0
     interrupted: bool = False
     notes: tuple[str, ...] = ()
+    concurrency: str | None = None  # "concurrency settled at 24, paced at 39 requests/s"
+
+
+def _kind(options: RunOptions) -> str:
+    """A dry run writes NAME.dry-run.xlsx: never over the last real results."""
+    return "dry-run" if options.dry_run else "results"
 
 
 def _now() -> str:
@@ -175,9 +190,10 @@ def outcome_from_result(req: MeetingRequest, result: MeetingResult, *,
 
 
 def _summary(options: RunOptions, sheet: Sheet, outcomes: Outcomes, output: Path,
-             started: str, sent: _Sent = _Sent()) -> report.RunSummary:
+             started: str, sent: _Sent = _Sent(), removed: Sequence[sync.RemovedMeeting] = (),
+             cancel: sync.CancelDecision | None = None) -> report.RunSummary:
     counts = {s: 0 for s in (CREATED, EXISTING, FAILED, INVALID, DUPLICATE, PLANNED, PENDING,
-                             SKIPPED)}
+                             SKIPPED, UPDATED)}
     for o in outcomes.values():
         counts[o.status] += 1
     with_outcome = {o.row for o in outcomes.values()}
@@ -191,27 +207,58 @@ def _summary(options: RunOptions, sheet: Sheet, outcomes: Outcomes, output: Path
         dry_run=options.dry_run,
         requests_sent=sent.requests, throttled=sent.throttled,
         api=f"{cfg.graph.base_url}/{cfg.graph.api_version}", interrupted=sent.interrupted,
-        notes=sent.notes,
+        notes=sent.notes + _removed_notes(removed, cancel), updated=counts[UPDATED],
+        orphaned=sum(1 for r in removed if r.status != sync.REMOVED_CANCELLED),
+        cancelled=sum(1 for r in removed if r.status == sync.REMOVED_CANCELLED),
+        warnings=sum(1 for o in outcomes.values()  # skip rules and shared-meeting notes are not warnings
+                     if o.warning and o.status != SKIPPED and o.shared_with is None),
+        cancel_refused=cancel.reason if cancel is not None and cancel.refused else None,
+        concurrency=sent.concurrency,
     )
 
 
+def _removed_notes(removed: Sequence[sync.RemovedMeeting], cancel: sync.CancelDecision | None
+                   ) -> tuple[str, ...]:
+    left = sum(1 for r in removed if r.status != sync.REMOVED_CANCELLED)
+    if not left:
+        return ()
+    if cancel is not None and cancel.reason:
+        return (f"{left} meeting(s) of removed rows are still in Teams, and nothing was "
+                f"cancelled: {cancel.reason}. See the Removed sheet.",)
+    return (f"{left} meeting(s) of removed rows are still in Teams (see the Removed sheet): "
+            "run with --cancel-removed to cancel them, or put the rows back.",)
+
+
 def _exit_status(summary: report.RunSummary, interrupted: bool) -> ExitStatus:
+    """Most urgent first: stopped, the cancel safety stop, failed rows, then orphans left."""
     if interrupted:
         return ExitStatus.INTERRUPTED
+    if summary.cancel_refused:
+        return ExitStatus.CANCEL_REFUSED
     bad = summary.failed + summary.invalid + summary.duplicate + summary.pending
-    return ExitStatus.ROWS_FAILED if bad else ExitStatus.OK
+    if bad:
+        return ExitStatus.ROWS_FAILED
+    return ExitStatus.CHANGES_PENDING if summary.orphaned else ExitStatus.OK
 
 
 def _finish(options: RunOptions, sheet: Sheet, outcomes: Outcomes, summary: report.RunSummary,
-            output: Path) -> None:
-    report.write_output(output, sheet, outcomes, summary, dry_run=options.dry_run)
+            output: Path, removed: Sequence[sync.RemovedMeeting] = ()) -> None:
+    report.write_output(output, sheet, outcomes, summary, dry_run=options.dry_run,
+                        removed=removed, time_zone=options.config.mapping.time_zone)
     if options.summary_json:
         text = (json.dumps(summary.as_dict(), indent=2) + "\n").encode()
 
         def write(f: BinaryIO) -> None:
             f.write(text)
 
-        atomic_write(options.summary_json, write)
+        try:
+            atomic_write(options.summary_json, write)
+        except OSError as exc:  # the output sheet is written: say so
+            raise WriteError(
+                f"Cannot write the summary JSON {options.summary_json} ({exc.strerror or exc}); "
+                f"the output sheet {output} was written and every result is in the journal. "
+                "Free space or fix the folder's permissions (or choose another file with "
+                "--summary-json).") from None
 
 
 def validate_schedule(schedule: Path, config: Config, sheet_name: str | None = None
@@ -232,7 +279,7 @@ def run_import(
     Every file the run writes is checked first (``bulkmeet.paths``), and the output sheet is
     locked for the whole run, so nothing is sent before a bad path is found.
     """
-    output = options.output or report.default_output_path(options.schedule)
+    output = options.output or report.default_output_path(options.schedule, _kind(options))
     paths.check_run_paths(options.schedule, write_targets(options))
     with paths.lock_output(output, str(options.schedule)):
         remove_stale_temp_files(output)
@@ -243,16 +290,16 @@ def run_import(
 def write_targets(options: RunOptions, log_file: str | None = None
                   ) -> dict[str, tuple[Path | None, str]]:
     """Every file this run writes, by label, with the option that sets it (for the checks)."""
-    output = options.output or report.default_output_path(options.schedule)
+    output = options.output or report.default_output_path(options.schedule, _kind(options))
     return {
         "the output sheet": (output, "--output"),
         "the journal": (None if options.dry_run else _journal_path(options),
-                        "--journal (or [run] journal)"),
+                        "--journal or [run] journal"),
         "the summary JSON": (options.summary_json, "--summary-json"),
         "the run report": (None if options.dry_run else options.publish_targets().report,
                            "--report (or [publish] report)"),
         "the log file": (Path(os.path.expanduser(log_file)) if log_file else None,
-                         "--log-file (or [run] log_file)"),
+                         "--log-file or [run] log_file"),
     }
 
 
@@ -265,7 +312,7 @@ def _run_import(
 ) -> RunOutcome:
     started = _now()
     cfg = options.config
-    output = options.output or report.default_output_path(options.schedule)
+    output = options.output or report.default_output_path(options.schedule, _kind(options))
     sheet, the_plan = plan_schedule(options.schedule, cfg, options.sheet)
     outcomes = static_outcomes(the_plan)
     log.info("%s: %d rows, %d to send, %d invalid, %d duplicate", options.schedule,
@@ -277,28 +324,53 @@ def _run_import(
     journal_path = _journal_path(options)
     with journals.Journal.open(journal_path, lock=True) as journal:
         run_id = journal.start_run(schedule=str(options.schedule), argv=list(options.argv))
-        to_send, changed = _select(the_plan.requests, journal, options.mode, outcomes)
+        limits = apply.limits_for(cfg, cancel_removed=options.cancel_removed,
+                                  max_cancel=options.max_cancel)
+        sync_plan = apply.plan_sync(the_plan.requests, the_plan.invalid, len(sheet.rows),
+                                    journal, cfg, limits, full=options.mode == FULL)
+        to_send = apply.select(sync_plan, journal, outcomes,
+                               retry_failed=options.mode == RETRY_FAILED)
         if len(to_send) < len(the_plan.requests):
             log.info("%d row(s) already done according to the journal %s; %d to send",
                      len(the_plan.requests) - len(to_send), journal_path, len(to_send))
-        sent = _Sent()
-        if to_send:
+        sent, removed = _Sent(), sync_plan.orphans
+        if to_send or sync_plan.updates or apply.cancel_targets(sync_plan):
             gateway = gateway_factory(cfg) if gateway_factory else _http_gateway(
                 cfg, options.concurrency)
+            stop = stop or threading.Event()
             try:
-                sent = _send(options, gateway, to_send, changed, journal, outcomes,
-                             stop or threading.Event(), progress or NoProgress())
+                if to_send:
+                    try:
+                        sent = _send(options, gateway, to_send, journal, outcomes, stop,
+                                     progress or NoProgress())
+                    except journals.JournalWriteError as exc:  # disk full mid-run
+                        raise _output_after_journal_failure(options, sheet, to_send, outcomes,
+                                                            output, started, exc) from None
+                try:
+                    applied = apply.run_phases(
+                        sync_plan, to_send, journal, outcomes, cfg,
+                        lambda organizers: _runner(options, gateway, journal, organizers, stop),
+                        stop, retry_failed=options.mode == RETRY_FAILED)
+                except journals.JournalWriteError as exc:  # disk full during updates/cancels
+                    raise _output_after_journal_failure(options, sheet, to_send, outcomes,
+                                                        output, started, exc) from None
+                removed = applied.removed
+                sent = replace(sent, requests=sent.requests + applied.requests,
+                               throttled=sent.throttled + applied.throttled,
+                               interrupted=sent.interrupted or applied.interrupted)
             finally:
                 gateway.close()
         _mark_unsent(to_send, outcomes, sent.interrupted)
         share_outcomes(the_plan, outcomes)
-        summary = _summary(options, sheet, outcomes, output, started, sent)
-        _finish(options, sheet, outcomes, summary, output)
+        apply.log_removed(removed, ZoneInfo(cfg.mapping.time_zone))
+        summary = _summary(options, sheet, outcomes, output, started, sent, removed,
+                           sync_plan.cancel)
+        _finish(options, sheet, outcomes, summary, output, removed)
         journal.finish_run(run_id, summary.as_dict())
         published = publish.publish_run(options.publish_targets(), cfg, sheet, the_plan.requests,
-                                        outcomes, summary.as_dict(), journal)
-    return RunOutcome(summary, _exit_status(summary, sent.interrupted), output, outcomes,
-                      published)
+                                        outcomes, summary.as_dict(), journal, removed)
+    return RunOutcome(summary, published.exit_status(_exit_status(summary, sent.interrupted)),
+                      output, outcomes, published, removed=tuple(removed))
 
 
 def _dry_run(options: RunOptions, sheet: Sheet, the_plan: planning.Plan, outcomes: Outcomes,
@@ -329,11 +401,9 @@ class _Recorder:
     output line and the progress. A journal that cannot be written stops the run (disk full)."""
 
     def __init__(self, journal: journals.Journal, to_send: list[MeetingRequest],
-                 changed: set[tuple[str, str]], outcomes: Outcomes, progress: Progress,
-                 stop: threading.Event) -> None:
+                 outcomes: Outcomes, progress: Progress, stop: threading.Event) -> None:
         self.journal = journal
         self.by_key = {(r.organizer, r.external_id): r for r in to_send}
-        self.changed = changed
         self.outcomes = outcomes
         self.progress = progress
         self.stop = stop
@@ -341,36 +411,33 @@ class _Recorder:
         self._lock = threading.Lock()
 
     def __call__(self, result: MeetingResult) -> None:
-        try:
-            self.journal.record(result)
+        req = self.by_key[(result.organizer, result.external_id)]
+        try:  # the meeting as Graph answered becomes its confirmed state (bulkmeet.sync)
+            self.journal.record(result, state=result.state, row=req.row)
         except journals.JournalWriteError as exc:  # disk full: stop, say so
             self.write_errors.append(exc)
-            self.stop.set()
-            return
-        req = self.by_key[(result.organizer, result.external_id)]
+            self.stop.set()  # ... but keep this result for the output sheet
         outcome = outcome_from_result(req, result)
-        if (result.status == EXISTING and not outcome.warning
-                and (req.organizer, req.external_id) in self.changed):
-            outcome = replace(outcome, warning=(
-                "The row changed since its meeting was made; createOrGet does not "
-                "update meetings, so Teams keeps the earlier details."))
         with self._lock:
             self.outcomes[req.outcome_key] = outcome
         self.progress.advance()
 
 
 def _send(options: RunOptions, gateway: GraphGateway, to_send: list[MeetingRequest],
-          changed: set[tuple[str, str]], journal: journals.Journal, outcomes: Outcomes,
-          stop: threading.Event, progress: Progress) -> _Sent:
+          journal: journals.Journal, outcomes: Outcomes, stop: threading.Event,
+          progress: Progress) -> _Sent:
     """Resolve organizers, send every request, record each result as it comes back."""
     cfg = options.config
-    ids, problems = _resolve(gateway, to_send, journal, cfg, stop)
-    recorder = _Recorder(journal, to_send, changed, outcomes, progress, stop)
+    ids, problems = _resolve(gateway, (r.organizer for r in to_send), journal, cfg, stop)
+    recorder = _Recorder(journal, to_send, outcomes, progress, stop)
+    month = this_month()
+    quota = MeetingQuota(journal.created_in_month(month), month)
     runner = Runner(
         gateway, concurrency=options.concurrency or cfg.run.concurrency,
+        max_concurrency=cfg.run.max_concurrency, batch=cfg.run.batch,
         policy=RetryPolicy(max_attempts=cfg.run.max_attempts), on_result=recorder,
-        organizer_ids=ids, organizer_problems=problems, client_id=cfg.auth.client_id or None,
-        stop=stop,
+        organizer_ids=ids, organizer_problems=problems, quota=quota,
+        client_id=cfg.auth.client_id or None, stop=stop,
     )
     progress.start(len(to_send))
     began = time.monotonic()
@@ -378,12 +445,15 @@ def _send(options: RunOptions, gateway: GraphGateway, to_send: list[MeetingReque
         stats = runner.run(to_send)
     finally:
         progress.close()
-    log.info("%d request(s) to Graph in %.1f s, %d throttled", stats.requests,
-             time.monotonic() - began, stats.throttled)
+    log.info("%d request(s) to Graph in %.1f s, %d throttled; %s", stats.requests,
+             time.monotonic() - began, stats.throttled, stats.describe() or "nothing sent")
     if recorder.write_errors:
         raise recorder.write_errors[0]
     notes = _organizer_notes(stats.blocked_organizers, recorder.by_key, outcomes)
-    return _Sent(stats.requests, stats.throttled, stop.is_set(), notes)
+    notes += tuple(text for org, text in sorted(quota.warnings.items())
+                   if org not in stats.blocked_organizers)
+    return _Sent(stats.requests, stats.throttled, stop.is_set(), notes,
+                 concurrency=stats.describe() or None)
 
 
 def _organizer_notes(blocked: dict[str, str], by_key: dict[tuple[str, str], MeetingRequest],
@@ -397,6 +467,26 @@ def _organizer_notes(blocked: dict[str, str], by_key: dict[tuple[str, str], Meet
     return tuple(notes)
 
 
+def _output_after_journal_failure(options: RunOptions, sheet: Sheet,
+                                  to_send: list[MeetingRequest], outcomes: Outcomes, output: Path,
+                                  started: str, exc: journals.JournalWriteError
+                                  ) -> journals.JournalWriteError:
+    """The journal filled up mid-run: still write the output sheet (it holds every result that
+    came back, journalled or not), and say in the error where the results are."""
+    _mark_unsent(to_send, outcomes, True)
+    summary = _summary(options, sheet, outcomes, output, started, _Sent(interrupted=True))
+    try:
+        _finish(options, sheet, outcomes, summary, output)
+    except BulkmeetError:
+        where = ("The output sheet could not be written either. The meetings made so far exist "
+                 "in Teams: once there is space, run bulkmeet again and it finds them "
+                 "(createOrGet returns a meeting that exists instead of making another).")
+    else:
+        where = (f"The results of this run so far, join links included, are in the output sheet "
+                 f"{output}; the rows not sent are marked pending.")
+    return journals.JournalWriteError(f"{exc} {where}")
+
+
 def _mark_unsent(to_send: list[MeetingRequest], outcomes: Outcomes, interrupted: bool) -> None:
     for req in to_send:
         if req.outcome_key not in outcomes:
@@ -406,33 +496,9 @@ def _mark_unsent(to_send: list[MeetingRequest], outcomes: Outcomes, interrupted:
                       "to finish." if interrupted else "Not sent in this run.")
 
 
-def _select(requests: Sequence[MeetingRequest], journal: journals.Journal, mode: str,
-            outcomes: Outcomes) -> tuple[list[MeetingRequest], set[tuple[str, str]]]:
-    """Which rows go to Graph: new, failed, or changed ones (all with --full)."""
-    latest = journal.latest()
-    to_send: list[MeetingRequest] = []
-    changed: set[tuple[str, str]] = set()
-    for req in requests:
-        key = (req.organizer, req.external_id)
-        prev = latest.get(key)
-        if mode == FULL:
-            to_send.append(req)
-        elif prev is not None and prev.ok:
-            if prev.fingerprint == req.fingerprint() or mode == RETRY_FAILED:
-                outcomes[req.outcome_key] = outcome_from_result(req, prev, reused=True)
-            else:
-                changed.add(key)
-                to_send.append(req)
-        elif mode == RETRY_FAILED and prev is None:
-            outcomes[req.outcome_key] = RowOutcome(
-                req.row, PENDING, external_id=req.external_id, session=req.session,
-                error="Not sent: --retry-failed sends only rows that failed before.")
-        else:
-            to_send.append(req)
-    return to_send, changed
-def _resolve(gateway: GraphGateway, requests: list[MeetingRequest], journal, cfg: Config,
+def _resolve(gateway: GraphGateway, organizers: Iterable[str], journal, cfg: Config,
              stop: threading.Event) -> tuple[dict[str, str], dict[str, str]]:
-    upns = sorted({r.organizer for r in requests if r.organizer != ME and not GUID.match(r.organizer)})
+    upns = sorted({o for o in organizers if o != ME and not GUID.match(o)})
     if not upns:
         return {}, {}
     known = journal.resolved_organizers()
@@ -453,15 +519,25 @@ def _resolve(gateway: GraphGateway, requests: list[MeetingRequest], journal, cfg
     return ids, problems
 
 
+def _runner(options: RunOptions, gateway: GraphGateway, journal: journals.Journal,
+            organizers: Iterable[str], stop: threading.Event) -> Runner:
+    """A runner for PATCH/DELETE (bulkmeet.apply): same gate, retries and organizer ids."""
+    cfg = options.config
+    ids, problems = _resolve(gateway, organizers, journal, cfg, stop)
+    return Runner(gateway, concurrency=options.concurrency or cfg.run.concurrency,
+                  policy=RetryPolicy(max_attempts=cfg.run.max_attempts), organizer_ids=ids,
+                  organizer_problems=problems, client_id=cfg.auth.client_id or None, stop=stop)
+
+
 def _http_gateway(cfg: Config, concurrency: int | None = None) -> HttpGraph:
     from bulkmeet import auth
 
     tokens = auth.build_token_provider(cfg)
-    check_permissions(tokens.token(), delegated=tokens.delegated)  # once, before the pool starts
+    auth.check_permissions(tokens.token(), delegated=tokens.delegated)  # once, before the pool starts
     return HttpGraph(cfg.graph.base_url, cfg.graph.api_version, tokens,
                      ca_bundle=cfg.graph.ca_bundle,
                      timeout=(cfg.graph.connect_timeout, cfg.graph.read_timeout),
-                     pool_size=(concurrency or cfg.run.concurrency) + 2)
+                     pool_size=max(concurrency or cfg.run.concurrency, cfg.run.max_concurrency) + 2)
 
 
 def check_organizers(the_plan: planning.Plan, cfg: Config) -> list[tuple[int, str]]:
@@ -476,29 +552,3 @@ def check_organizers(the_plan: planning.Plan, cfg: Config) -> list[tuple[int, st
     finally:
         gateway.close()
     return [(r.row, f"{problems[r.organizer]}") for r in the_plan.requests if r.organizer in problems]
-
-
-def check_permissions(token: str, *, delegated: bool) -> None:
-    """Fail before the first row when the token cannot create meetings at all (exit 3).
-
-    Without this, a missing admin consent shows up as the same 403 on every row.
-    """
-    import jwt
-
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return  # not a JWT we can read: let Graph decide
-    if delegated:
-        scopes = str(claims.get("scp", "")).split()
-        if "OnlineMeetings.ReadWrite" not in scopes and "OnlineMeetings.ReadWrite.All" not in scopes:
-            raise AuthError(
-                "Your sign-in has no OnlineMeetings.ReadWrite permission: add that delegated "
-                "permission to the app registration, grant consent, then run `bulkmeet login` again.")
-        return
-    roles = claims.get("roles") or []
-    if "OnlineMeetings.ReadWrite.All" not in roles:
-        raise AuthError(
-            "The app's token has no OnlineMeetings.ReadWrite.All role: in the Azure portal open the "
-            "app registration > API permissions, add Microsoft Graph > Application permissions > "
-            "OnlineMeetings.ReadWrite.All, and click 'Grant admin consent'.")

@@ -31,23 +31,20 @@ Rules decided here (documented for users in the README):
 """
 from __future__ import annotations
 
-import difflib
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bulkmeet import times
+from bulkmeet import meeting_options, times
+from bulkmeet.columns import check_columns, resolve_columns
 from bulkmeet.config import EMAIL_RE, GUID_RE, ROLES, Config, parse_template
-from bulkmeet.errors import InputError
 from bulkmeet.models import (
     ME,
-    REQUEST_COLUMN,
-    RESULT_COLUMNS,
     Attendee,
     DuplicateRow,
     InvalidRow,
@@ -69,6 +66,17 @@ MAX_EXTERNAL_ID = 255
 SANITY_YEARS = 10
 ROLE_RANK = {role: rank for rank, role in enumerate(("attendee", "presenter", "producer", "coorganizer"))}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters that whitespace clean-up does not remove (NUL, BEL, ESC, DEL, C1): never
+# sent; Outlook shows them as boxes and ESC sequences drive terminals that print the subject.
+_SENT_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x9f]")
+
+
+def _control_message(value: str) -> str:
+    found = _SENT_CONTROL.search(value)
+    code = ord(found.group()) if found else 0
+    return (f"{times.show(value)} contains the control character U+{code:04X} at position "
+            f"{found.start() + 1 if found else 0}; remove it from the cell (it is invisible in "
+            "Excel; retype the text or use =CLEAN())")
 _SPLIT = re.compile(r"[;,]")
 _ROLE_SUFFIX = re.compile(r"^(?P<addr>.*?)\s*\(\s*(?P<role>[^()]*?)\s*\)$")
 _ANGLE = re.compile(r"^(?P<name>[^<>]*)<(?P<addr>[^<>]*)>$")
@@ -97,71 +105,6 @@ class Plan:
         """Planned lines: requests (one per session), invalid, duplicate, skipped and shared."""
         return (len(self.requests) + len(self.invalid) + len(self.duplicates) + len(self.skipped)
                 + len(self.shared))
-
-
-# --- columns -------------------------------------------------------------------------------------
-
-def _fold(name: str) -> str:
-    return " ".join(name.split()).casefold()
-
-
-def resolve_columns(sheet: Sheet, config: Config) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """Map each column the config names to the sheet's column.
-
-    An exact match wins; otherwise a unique match ignoring case and spacing ("start time" finds
-    "Start  Time"), so a re-export that changes capitalisation does not stop a cron job. Returns
-    (resolved, missing) where missing holds (config key, column) pairs.
-    """
-    exact = set(sheet.columns)
-    folded: dict[str, list[str]] = {}
-    for c in sheet.columns:
-        folded.setdefault(_fold(c), []).append(c)
-    resolved: dict[str, str] = {}
-    missing: list[tuple[str, str]] = []
-    for key, col in config.mapped_columns():
-        if col in resolved:
-            continue
-        if col in exact:
-            resolved[col] = col
-            continue
-        candidates = folded.get(_fold(col), [])
-        if len(candidates) == 1:
-            resolved[col] = candidates[0]
-        elif (key, col) not in missing:
-            missing.append((key, col))
-    return resolved, missing
-
-
-def check_columns(sheet: Sheet, config: Config) -> None:
-    """Raise ``InputError`` (exit 2, nothing sent) when a column the config maps is not in the sheet."""
-    _, missing = resolve_columns(sheet, config)
-    if not missing:
-        return
-    cfg_name = config.path.name if config.path else "the config"
-    available = ", ".join(sheet.columns)
-    sentences = []
-    for key, col in missing:
-        if col in RESULT_COLUMNS or col == REQUEST_COLUMN:
-            sentences.append(
-                f"{cfg_name} maps {key} to column '{col}', but that is one of the columns bulkmeet "
-                "writes into its output sheet, and it ignores them when reading; rename the column "
-                "in the sheet and in the config.")
-            continue
-        twins = [c for c in sheet.columns if _fold(c) == _fold(col)]
-        if len(twins) > 1:
-            sentences.append(
-                f"{cfg_name} maps {key} to column '{col}', which is not in the sheet exactly as "
-                f"written and matches {' and '.join(repr(t) for t in twins)} when case and spacing "
-                "are ignored; write the exact name in the config.")
-            continue
-        close = difflib.get_close_matches(_fold(col), [_fold(c) for c in sheet.columns], n=1, cutoff=0.6)
-        hint = ""
-        if close:
-            original = next(c for c in sheet.columns if _fold(c) == close[0])
-            hint = f" Did you mean '{original}'?"
-        sentences.append(f"{cfg_name} maps {key} to column '{col}', which the sheet does not have.{hint}")
-    where = f"{sheet.path}" + (f" (sheet '{sheet.sheet_name}')" if sheet.sheet_name else "")
-    raise InputError(f"{where}: {' '.join(sentences)} Columns in the sheet: {available}.")
 
 
 # --- externalId ----------------------------------------------------------------------------------
@@ -209,7 +152,7 @@ def normalise_organizer(value: str) -> str:
     m = GUID_RE.match(text)
     if m:
         return m.group(1).lower()
-    if EMAIL_RE.match(text):
+    if EMAIL_RE.match(text) and not _SENT_CONTROL.search(text):
         return text.lower()
     raise ValueError(text)
 
@@ -234,9 +177,9 @@ def parse_attendees(cell: str, column_role: str = "attendee") -> tuple[tuple[str
         m = _ANGLE.match(addr)
         if m:
             addr = m["addr"].strip()
-        if not EMAIL_RE.match(addr):
+        if not EMAIL_RE.match(addr) or _SENT_CONTROL.search(addr):
             raise _CellError(
-                f"\"{entry}\" is not an e-mail address (separate addresses with ; or ,)")
+                f"{times.show(entry)} is not an e-mail address (separate addresses with ; or ,)")
         out.append((addr.lower(), role))
     return tuple(out)
 
@@ -253,6 +196,7 @@ class RowPlanner:
     def __init__(self, config: Config, resolved: dict[str, str], now: datetime) -> None:
         m = config.mapping
         col = lambda name: resolved.get(name, name) if name else None  # noqa: E731
+        self.read_columns = frozenset(resolved.values())  # for the reader's cell problems
         self.delegated = config.delegated
         self.org_col = col(m.organizer)
         self.org_fixed = normalise_organizer(m.organizer_fixed) if m.organizer_fixed else None
@@ -301,6 +245,9 @@ class RowPlanner:
             value = values.get(column)
             if value is None:
                 continue
+            if isinstance(value, str) and _SENT_CONTROL.search(value):
+                errors.append((column, _control_message(value)))
+                return None
             try:
                 pieces.append(self._field(value, spec))
             except _CellError as exc:
@@ -517,6 +464,8 @@ class RowPlanner:
         attendees = self.attendees(values, errors)
         thread_id = self.thread_id(values, errors)
         external_id = self.external_id(values, errors, organizer, parsed)
+        if row.problems:
+            errors = _with_cell_problems(row.problems, errors, self.read_columns)
         if errors:
             column, first = errors[0]
             rest = [f"{c}: {msg}" if c else msg for c, msg in errors[1:]]
@@ -526,6 +475,17 @@ class RowPlanner:
         return MeetingRequest(row=row.number, external_id=external_id, organizer=organizer,
                               subject=subject, start=start, end=end, attendees=attendees,
                               thread_id=thread_id)
+
+
+def _with_cell_problems(problems: Sequence[tuple[str, str]], errors: list[tuple[str | None, str]],
+                        used: frozenset[str]) -> list[tuple[str | None, str]]:
+    """The reader's cell problems (merged, formula without value) in used columns come first
+    and replace what the planner said about the same cell ("missing")."""
+    flagged: list[tuple[str | None, str]] = [(c, m) for c, m in problems if c in used]
+    if not flagged:
+        return errors
+    cols = {c for c, _ in flagged}
+    return flagged + [(c, m) for c, m in errors if c not in cols]
 
 
 def plan_rows(sheet: Sheet, config: Config, *, now: datetime | None = None) -> Plan:
@@ -543,8 +503,36 @@ def plan_rows(sheet: Sheet, config: Config, *, now: datetime | None = None) -> P
         if config.pattern is not None:  # a registrar export: weekly patterns, not dated rows
             from bulkmeet.expand import plan_patterns  # expand builds on this module
 
-            return plan_patterns(sheet, config, resolved, now)
-        return _plan(sheet, RowPlanner(config, resolved, now))
+            planned = plan_patterns(sheet, config, resolved, now)
+        else:
+            planned = _plan(sheet, RowPlanner(config, resolved, now))
+    return _with_options(planned, sheet, config, resolved)
+
+
+def _with_options(planned: Plan, sheet: Sheet, config: Config, resolved: dict[str, str]) -> Plan:
+    """Each request's meeting options: ``[settings]``, then its row's option cells (a bad cell,
+    or roleIsPresenter without a presenter, makes the row invalid, all of its sessions)."""
+    if not config.settings and not config.mapping.settings:
+        return planned
+    columns = [(name, resolved.get(column, column)) for name, column in config.mapping.settings]
+    values = {row.number: row.values for row in sheet.rows}
+    requests: list[MeetingRequest] = []
+    broken: dict[int, InvalidRow] = {}
+    for req in planned.requests:
+        errors: list[tuple[str | None, str]] = []
+        settings = meeting_options.row_settings(values.get(req.row, {}), columns, config.settings,
+                                                (a.role for a in req.attendees), errors)
+        if errors:
+            column, first = errors[0]
+            rest = "".join(f"; {c}: {m}" if c else f"; {m}" for c, m in errors[1:])
+            broken.setdefault(req.row, InvalidRow(req.row, column, first + rest, req.external_id))
+        else:
+            requests.append(replace(req, settings=settings))
+    if not broken:
+        return replace(planned, requests=tuple(requests))
+    return replace(planned, requests=tuple(r for r in requests if r.row not in broken),
+                   invalid=tuple(sorted((*planned.invalid, *broken.values()),
+                                        key=lambda bad: bad.row)))
 
 
 def _plan(sheet: Sheet, planner: RowPlanner) -> Plan:

@@ -13,24 +13,27 @@ the ``keys`` that are not date or time columns, e.g. ``CRN``); ``SEQUENCE`` from
 count of confirmed changes; meetings whose rows are gone from the sync's removed list (cancelled
 ones become ``STATUS:CANCELLED`` events).
 
-A removed meeting has no row any more, so its section is looked up in ``sections.json`` in the
-calendars folder, which remembers the section of every event written before (a cache: if it is
-lost, a cancelled meeting still reaches its organizer's calendar, only not the section's).
+Each folder keeps a ``bulkmeet-index.json``, a cache (if it is lost, everything is rewritten):
+the digest of what each file was made from, so an unchanged file is not serialised again
+(``calendars.Digests``), and in the calendars folder the section of every event written before:
+a removed meeting has no row any more, and its section is how a cancellation still reaches the
+students' calendar.
 """
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from bulkmeet import calendars, handouts, runreport
 from bulkmeet.atomic import atomic_write
 from bulkmeet.config import Config, PublishSettings
+from bulkmeet.errors import ExitStatus
 from bulkmeet.models import (
     CANCELLED,
     CREATED,
@@ -49,25 +52,13 @@ from bulkmeet.models import (
     graph_instant,
 )
 from bulkmeet.plan import resolve_columns
+from bulkmeet.sync import RemovedMeeting
 
 log = logging.getLogger(__name__)
 
-SECTIONS_INDEX = "sections.json"
+INDEX = "bulkmeet-index.json"  # per folder: what each file was made from, sections of events
 _OK = (CREATED, EXISTING, UPDATED)
 _BLOCKED_TAIL = "row(s) of this organizer failed.)"  # pipeline's per-organizer note ends so
-
-
-class RemovedLike(Protocol):
-    """What the sync reports for a meeting whose row is gone (``bulkmeet.sync.RemovedMeeting``)."""
-
-    organizer: str
-    external_id: str
-    subject: str | None
-    start_utc: str | None
-    end_utc: str | None
-    join_url: str | None
-    status: str
-    reason: str
 
 
 class JournalLike(Protocol):
@@ -88,8 +79,8 @@ class Targets:
     def for_run(cls, output: Path, settings: PublishSettings, *, calendars: Path | None = None,
                 handouts: Path | None = None, report: Path | None = None) -> Targets:
         """Command-line choices first, then ``[publish]``, then beside the results file."""
-        if not settings.enabled and not (calendars or handouts or report):
-            return cls(None, None, None)
+        if not settings.enabled:  # only what the command line names
+            return cls(calendars, handouts, report)
         output = Path(output)
         stem = output.name[: -len(output.suffix)] if output.suffix else output.name
         stem = stem.removesuffix(".results")
@@ -111,6 +102,13 @@ class Published:
     handouts: handouts.HandoutFiles | None
     report: Path | None
     calendar_folder: Path | None = None
+    errors: tuple[str, ...] = ()  # files that could not be written (logged; exit status 6)
+
+    def exit_status(self, status: ExitStatus) -> ExitStatus:
+        """The run's status, made WRITE_FAILED when a file for people is missing."""
+        if self.errors and status in (ExitStatus.OK, ExitStatus.ROWS_FAILED):
+            return ExitStatus.WRITE_FAILED
+        return status
 
     def paths(self) -> list[tuple[str, Path]]:
         """(label, path) of what was written, for the lines the CLI prints after "Output:"."""
@@ -157,7 +155,7 @@ def published_meetings(config: Config, sheet: Sheet, requests: Sequence[MeetingR
                        outcomes: Mapping[OutcomeKey, RowOutcome], *,
                        latest: Mapping[tuple[str, str], MeetingResult] | None = None,
                        versions: Mapping[tuple[str, str], int] | None = None,
-                       removed: Iterable[RemovedLike] = (),
+                       removed: Iterable[RemovedMeeting] = (),
                        known_sections: Mapping[str, str] | None = None) -> list[PublishedMeeting]:
     """One record per meeting this run knows of: every ok row's meeting, then removed ones."""
     tz_name = config.mapping.time_zone
@@ -215,7 +213,7 @@ def published_meetings(config: Config, sheet: Sheet, requests: Sequence[MeetingR
 # -- what the report lists ------------------------------------------------------------------------
 
 def attention(summary_notes: Sequence[str], requests: Sequence[MeetingRequest],
-              outcomes: Mapping[OutcomeKey, RowOutcome], removed: Iterable[RemovedLike] = ()
+              outcomes: Mapping[OutcomeKey, RowOutcome], removed: Iterable[RemovedMeeting] = ()
               ) -> list[runreport.Attention]:
     """What needs a person, worst first: blocked organizers (one line each, with the admin
     command), other notes, failed rows not covered by those, invalid and duplicate rows, orphans."""
@@ -272,65 +270,104 @@ def organizer_lines(meetings: Sequence[PublishedMeeting], requests: Sequence[Mee
 
 # -- the step ---------------------------------------------------------------------------------
 
-def _read_sections(folder: Path | None) -> dict[str, str]:
+def _read_index(folder: Path | None) -> dict[str, dict[str, str]]:
+    """``bulkmeet-index.json`` of a folder: {"sections": {uid: section}, "files": {path: digest}}."""
     if folder is None:
         return {}
     try:
-        data = json.loads((folder / SECTIONS_INDEX).read_text(encoding="utf-8"))
+        data = json.loads((folder / INDEX).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {part: {str(k): str(v) for k, v in table.items()}
+            for part, table in data.items() if isinstance(table, dict)}
 
 
-def _write_sections(folder: Path, meetings: Sequence[PublishedMeeting], known: dict[str, str]) -> None:
-    merged = dict(known)
-    merged.update({calendars.event_uid(m.organizer, m.external_id): m.section
-                   for m in meetings if m.section})
-    text = (json.dumps(merged, indent=1, sort_keys=True) + "\n").encode()
+def _write_index(folder: Path, digests: calendars.Digests,
+                 sections: Mapping[str, str] | None = None) -> None:
+    data: dict[str, Mapping[str, str]] = {"files": digests.current}
+    if sections is not None:
+        data["sections"] = sections
+    text = (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
 
     def write(handle: BinaryIO) -> None:
         handle.write(text)
 
-    atomic_write(folder / SECTIONS_INDEX, write)
+    atomic_write(folder / INDEX, write)
+
+
+def _sections(meetings: Sequence[PublishedMeeting], known: Mapping[str, str]) -> dict[str, str]:
+    merged = dict(known)
+    merged.update({calendars.event_uid(m.organizer, m.external_id): m.section
+                   for m in meetings if m.section})
+    return merged
 
 
 def publish_run(targets: Targets, config: Config, sheet: Sheet, requests: Sequence[MeetingRequest],
                 outcomes: Mapping[OutcomeKey, RowOutcome], summary: Mapping[str, Any],
-                journal: JournalLike | None = None, removed: Sequence[RemovedLike] = ()
+                journal: JournalLike | None = None, removed: Sequence[RemovedMeeting] = ()
                 ) -> Published:
     """Write calendars, handouts and the run report for this run (see the module docstring).
 
-    Raises ``calendars.PublishError`` (exit 6) when a file cannot be written; the results sheet
-    and the journal are complete by then, so nothing is lost and the next run rewrites them.
+    A file that cannot be written is logged as an error and listed in ``Published.errors``
+    (the run then exits 6); the others are still written. The results sheet and the journal are
+    complete by then, so nothing is lost and the next run rewrites the files.
     """
-    known = _read_sections(targets.calendars)
+    cal_index, hand_index = _read_index(targets.calendars), _read_index(targets.handouts)
+    known = cal_index.get("sections", {})
     meetings = published_meetings(
         config, sheet, requests, outcomes, removed=removed, known_sections=known,
         latest=journal.latest() if journal else None,
         versions=journal.meeting_versions() if journal else None)
     tz = config.mapping.time_zone
+    errors: list[str] = []
     cal_files = hand_files = None
-    if meetings and targets.calendars is not None:
-        cal_files = calendars.write_calendars(targets.calendars, meetings, time_zone=tz)
-        _write_sections(targets.calendars, meetings, known)
-        log.info("calendars: %d organizer and %d section file(s) in %s", len(cal_files.organizers),
-                 len(cal_files.sections), targets.calendars)
-    if meetings and targets.handouts is not None:
-        hand_files = handouts.write_handouts(
-            targets.handouts, meetings, time_zone=tz,
-            calendars=cal_files.organizers if cal_files else None)
-        log.info("handouts: %d workbook(s) and %s", len(hand_files.workbooks), hand_files.mail_merge)
+    cal_dir, hand_dir, report = targets.calendars, targets.handouts, targets.report
+    if meetings and cal_dir is not None:
+        cal_digests = calendars.Digests(cal_index.get("files"))
+        cal_files = _attempt(errors, lambda: calendars.write_calendars(
+            cal_dir, meetings, time_zone=tz, digests=cal_digests))
+        _attempt(errors, lambda: _write_index(cal_dir, cal_digests, _sections(meetings, known)))
+    organizer_files = cal_files.organizers if cal_files else None
+    if meetings and hand_dir is not None:
+        hand_digests = calendars.Digests(hand_index.get("files"))
+        hand_files = _attempt(errors, lambda: handouts.write_handouts(
+            hand_dir, meetings, time_zone=tz, calendars=organizer_files, digests=hand_digests))
+        _attempt(errors, lambda: _write_index(hand_dir, hand_digests))
     published = Published(tuple(meetings), cal_files, hand_files, None, targets.calendars)
-    if targets.report is None:
-        return published
-    files = {"results": Path(str(summary.get("output", "")))} if summary.get("output") else {}
-    if hand_files:
-        files["mail merge"] = hand_files.mail_merge
-    if targets.calendars and cal_files:
-        files["calendars"] = targets.calendars
-    report_path = runreport.write_run_report(
-        targets.report, summary, meetings=meetings, time_zone=tz, files=files,
-        attention=attention(tuple(summary.get("notes") or ()), requests, outcomes, removed),
-        organizers=organizer_lines(meetings, requests, outcomes, published))
-    log.info("run report: %s", report_path)
-    return replace(published, report=report_path)
+    if report is not None:
+        report_path = _attempt(errors, lambda: runreport.write_run_report(
+            report, summary, meetings=meetings, time_zone=tz,
+            files=_report_links(summary, published),
+            attention=attention(tuple(summary.get("notes") or ()), requests, outcomes, removed),
+            organizers=organizer_lines(meetings, requests, outcomes, published)))
+        published = replace(published, report=report_path)
+    for label, path in published.paths():
+        log.info("%s: %s", label.lower(), path)
+    return replace(published, errors=tuple(errors))
+
+
+T = TypeVar("T")
+
+
+def _attempt(errors: list[str], write: Callable[[], T]) -> T | None:
+    """Run one writer; a file that cannot be written is an error for the log, not a stop."""
+    try:
+        return write()
+    except calendars.PublishError as exc:
+        errors.append(str(exc))
+    except OSError as exc:  # bulkmeet-index.json
+        errors.append(f"Cannot write an index file ({exc.strerror or exc}): free disk "
+                      "space, then run bulkmeet again (nothing is sent again).")
+    log.error("%s", errors[-1])
+    return None
+
+
+def _report_links(summary: Mapping[str, Any], published: Published) -> dict[str, Path]:
+    files = {"results": Path(str(summary["output"]))} if summary.get("output") else {}
+    if published.handouts:
+        files["mail merge"] = published.handouts.mail_merge
+    if published.calendars and published.calendar_folder:
+        files["calendars"] = published.calendar_folder
+    return files

@@ -32,11 +32,12 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta
+from dataclasses import asdict, dataclass, replace
+from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
+from zoneinfo import ZoneInfo
 
 from bulkmeet import __version__
 from bulkmeet.atomic import atomic_write, temp_file_for
@@ -77,7 +78,8 @@ _TRUNCATED = "… (truncated, see the CSV output or the log)"
 
 # Control characters that are not allowed in XML 1.0 (openpyxl refuses them).
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-_URL_COLUMNS = ("joinWebUrl",)
+_URL_COLUMNS = ("joinWebUrl", "meetingOptionsWebUrl")
+_LOCAL_COLUMNS = ("startLocal", "endLocal")  # date-time cells even at midnight
 
 STATUS_COLOURS = {
     CREATED: "C6EFCE",  # green
@@ -131,6 +133,7 @@ class RunSummary:
     cancelled: int = 0  # removed rows whose meetings this run deleted
     warnings: int = 0  # output lines with a warning
     cancel_refused: str | None = None  # why nothing was cancelled, when the safety rule said no
+    concurrency: str | None = None  # what the runner settled on: "concurrency settled at 24, ..."
 
     def line(self) -> str:
         """'48 rows: 40 created, 2 existing, 3 failed, 3 invalid' (+ other counts when nonzero)."""
@@ -158,11 +161,14 @@ class RunSummary:
         return data
 
 
-def default_output_path(schedule: Path) -> Path:
-    """Beside the input: ``term.results.xlsx``, or ``term.results.csv`` for a CSV schedule."""
-    schedule = Path(schedule)
-    suffix = ".csv" if schedule.suffix.lower() == ".csv" else ".xlsx"
-    return schedule.with_name(f"{schedule.stem}.results{suffix}")
+def default_output_path(schedule: Path, kind: str = "results") -> Path:
+    """Beside the input: ``term.results.xlsx``, for a CSV schedule too, since the links, colours
+    and the Summary sheet are the point of the file (``--output term.results.csv`` gives a CSV).
+
+    ``kind`` "dry-run" and "plan" name the files of ``--dry-run`` and ``bulkmeet plan``, which
+    never overwrite the last real results (the join links people were sent).
+    """
+    return Path(schedule).with_name(f"{Path(schedule).stem}.{kind}.xlsx")
 
 
 def output_columns(sheet: Sheet, *, dry_run: bool = False) -> list[str]:
@@ -195,6 +201,7 @@ def _datetime_columns(sheet: Sheet) -> frozenset[int]:
             if isinstance(value, datetime) and (value.time() != time(0) or value.tzinfo):
                 found.add(index)
                 break
+    found.update(len(sheet.columns) + RESULT_COLUMNS.index(c) for c in _LOCAL_COLUMNS)
     return frozenset(found)
 
 
@@ -223,15 +230,23 @@ def _lines(sheet: Sheet, outcomes: Mapping[Any, RowOutcome]
     return lines
 
 
-def _rows(sheet: Sheet, lines: list[tuple[SheetRow, RowOutcome | None]], dry_run: bool
-          ) -> Iterator[tuple[list[Any], str]]:
-    """(values in output column order, status) per output line; unsent rows become pending."""
+def _rows(sheet: Sheet, lines: list[tuple[SheetRow, RowOutcome | None]], dry_run: bool,
+          tz: tzinfo | None = None) -> Iterator[tuple[list[Any], str]]:
+    """(values in output column order, status) per output line; unsent rows become pending.
+
+    A duplicate row shows the meeting its externalId already has (the first row's): people
+    reading the sheet find the link on every row that means that meeting.
+    """
+    shared = {o.external_id: o.meeting for _, o in lines
+              if o is not None and o.meeting is not None and o.external_id}
     for row, outcome in lines:
         if outcome is None:
             outcome = RowOutcome(row.number, PENDING,
                                  error="Not sent in this run: run bulkmeet again to send it.")
+        elif outcome.status == DUPLICATE and outcome.meeting is None and outcome.external_id:
+            outcome = replace(outcome, meeting=shared.get(outcome.external_id))
         values = [row.values.get(col) for col in sheet.columns]
-        results = outcome.result_columns()
+        results = outcome.result_columns(tz)
         values.extend(results[col] for col in RESULT_COLUMNS)
         if dry_run:
             values.append(outcome.request)
@@ -263,6 +278,7 @@ def _summary_rows(summary: RunSummary) -> list[tuple[str, Any]]:
         ("Cancelling refused", summary.cancel_refused or "no"),
         ("Requests sent", summary.requests_sent),
         ("Throttled (429) responses", summary.throttled),
+        ("Concurrency", summary.concurrency or "-"),
         ("bulkmeet version", __version__),
     ]
     rows.extend(("Note", note) for note in summary.notes)
@@ -436,7 +452,7 @@ def _width(value: Any) -> int:
 
 
 def _column_widths(columns: list[str], sample: list[list[Any]]) -> list[float]:
-    widths = []
+    widths: list[float] = []
     for index, name in enumerate(columns):
         longest = max([len(name) + 3] + [_width(values[index]) for values in sample])
         cap = 60 if name in (REQUEST_COLUMN, "error", "warning") else 45
@@ -559,16 +575,22 @@ def _write_xlsx(handle: BinaryIO, sheet: Sheet, columns: list[str],
             f"Excel allows {EXCEL_MAX_HYPERLINKS:,} links per sheet: the last "
             f"{writer.hyperlinks_dropped:,} join URLs are plain text (copy them into a browser)."
         )
-    summary_ws = wb.create_sheet(SUMMARY_SHEET)
-    summary_ws.column_dimensions["A"].width = 28
-    summary_ws.column_dimensions["B"].width = 100
-    _scratch_file(summary_ws, scratch)
-    for label, value in _summary_rows(RunSummary(**{**asdict(summary), "notes": tuple(notes)})):
-        cell = WriteOnlyCell(summary_ws, value=label)
-        cell.font = styles.label_font
-        summary_ws.append([cell, writer.value(value)])
-    if removed:
-        _removed_sheet(wb, styles, removed, scratch)
+    try:  # a failure from here on (disk full) must not leave sheets half open: see _save
+        summary_ws = wb.create_sheet(SUMMARY_SHEET)
+        summary_ws.column_dimensions["A"].width = 28
+        summary_ws.column_dimensions["B"].width = 100
+        _scratch_file(summary_ws, scratch)
+        for label, value in _summary_rows(RunSummary(**{**asdict(summary),
+                                                        "notes": tuple(notes)})):
+            cell = WriteOnlyCell(summary_ws, value=label)
+            cell.font = styles.label_font
+            summary_ws.append([cell, writer.value(value)])
+        if removed:
+            _removed_sheet(wb, styles, removed, scratch)
+    except BaseException:
+        for open_ws in wb.worksheets:
+            _abandon(open_ws)
+        raise
     _save(wb, handle)
 
 
@@ -579,7 +601,7 @@ def _removed_sheet(wb: Any, styles: _XlsxStyles, removed: Sequence[RemovedMeetin
 
     ws = wb.create_sheet(REMOVED_SHEET)
     _scratch_file(ws, scratch)
-    for letter, width in zip("ABCDEFGHI", (11, 30, 40, 22, 22, 45, 60, 38, 30), strict=True):
+    for letter, width in zip("ABCDEFGHIJ", (11, 30, 40, 17, 45, 60, 22, 22, 38, 30), strict=True):
         ws.column_dimensions[letter].width = width
     ws.freeze_panes = "A2"
     header = []
@@ -603,7 +625,7 @@ def removed_csv_path(output: Path) -> Path:
 
 def write_output(path: Path, sheet: Sheet, outcomes: Mapping[Any, RowOutcome],
                  summary: RunSummary, *, dry_run: bool = False,
-                 removed: Sequence[RemovedMeeting] = ()) -> None:
+                 removed: Sequence[RemovedMeeting] = (), time_zone: str | None = None) -> None:
     """Write one line per outcome in (row, session) order, .xlsx or .csv by suffix, atomically.
 
     ``outcomes`` is keyed by ``RowOutcome.outcome_key``. A row without an outcome is written as
@@ -617,7 +639,7 @@ def write_output(path: Path, sheet: Sheet, outcomes: Mapping[Any, RowOutcome],
         )
     columns = output_columns(sheet, dry_run=dry_run)
     lines = _lines(sheet, outcomes)
-    rows = _rows(sheet, lines, dry_run)
+    rows = _rows(sheet, lines, dry_run, ZoneInfo(time_zone) if time_zone else None)
     if suffix == ".csv":
         def writer(handle: BinaryIO) -> None:
             _write_csv(handle, columns, rows, _datetime_columns(sheet))
@@ -633,6 +655,8 @@ def write_output(path: Path, sheet: Sheet, outcomes: Mapping[Any, RowOutcome],
                 _write_csv(handle, list(REMOVED_COLUMNS),
                            ((removed_row(r), r.status) for r in removed), frozenset())
             atomic_write(removed_csv_path(path), removed_writer)
+        elif suffix == ".csv":  # nothing removed any more: no stale list left to mislead
+            removed_csv_path(path).unlink(missing_ok=True)
     except OSError as exc:
         raise OutputError(
             f"Cannot write the output sheet {path} ({exc.strerror or exc}). Every result is kept "

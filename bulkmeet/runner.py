@@ -52,7 +52,17 @@ from typing import Any
 
 from bulkmeet.errors import BulkmeetError
 from bulkmeet.gate import Gate
-from bulkmeet.graph import GraphGateway, GraphResponse, describe_failure, is_access_policy_error
+from bulkmeet.graph import (
+    MAX_BATCH,
+    TLS,
+    BatchRequest,
+    GraphGateway,
+    GraphResponse,
+    create_or_get_path,
+    describe_failure,
+    is_access_policy_error,
+)
+from bulkmeet.ids import GUID_RE as GUID
 from bulkmeet.models import (
     CREATED,
     EXISTING,
@@ -63,11 +73,11 @@ from bulkmeet.models import (
     MeetingResult,
     MeetingState,
 )
+from bulkmeet.quota import MeetingQuota
 
 log = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, 507})
-GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 Clock = Callable[[], float]
 
 
@@ -88,9 +98,24 @@ class RetryPolicy:
 
 @dataclass
 class RunStats:
-    requests: int = 0
+    requests: int = 0  # Graph requests (each item of a JSON batch counts)
     throttled: int = 0
     blocked_organizers: dict[str, str] = field(default_factory=dict)  # organizer -> message
+    batches: int = 0  # $batch calls (batch = true)
+    concurrency: int | None = None  # requests in flight the run settled on
+    paced_rate: float | None = None  # requests/s the gate paced at in the end (None: no pacing)
+    throttle_events: int = 0  # episodes of systemic throttling (each paused every worker)
+    seconds: float = 0.0  # sending time
+
+    def describe(self) -> str:
+        """'concurrency settled at 24 (39 requests/s; Graph throttled the app 3 times)'."""
+        if self.concurrency is None:
+            return ""
+        rate = f"{self.requests / self.seconds:.0f} requests/s" if self.seconds > 0 else ""
+        times = {0: "", 1: "once"}.get(self.throttle_events, f"{self.throttle_events} times")
+        throttled = f"Graph throttled the app {times}" if times else ""
+        detail = "; ".join(p for p in (rate, throttled) if p)
+        return f"concurrency settled at {self.concurrency}" + (f" ({detail})" if detail else "")
 
     def count(self, response: GraphResponse) -> None:
         self.requests += 1
@@ -113,6 +138,8 @@ class Operation:
     key: Any = None  # whatever the caller needs to tell operations apart in on_done
     done: frozenset[int] = OK_STATUSES  # statuses that finish the operation well
     organizer_404: bool = True  # a 404 means the organizer is unknown: fail their other operations
+    creates: bool = False  # may create a meeting: counts against the organizer's monthly quota
+    batch: Callable[[str | None], BatchRequest] | None = None  # the same call as a $batch item
 
 
 @dataclass(frozen=True)
@@ -126,12 +153,13 @@ class Completed:
     error: str | None = None  # a sentence when there is no answer to describe (or it was blocked)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Task:
     op: Operation
     attempts: int = 0
     throttled: int = 0
     transient: int = 0
+    settled: bool = False  # completed, or queued again: nothing more to do with it now
 
 
 DONE, RETRY, FINAL = "done", "retry", "final"
@@ -145,17 +173,26 @@ class Runner:
         gateway: GraphGateway,
         *,
         concurrency: int = 4,
+        max_concurrency: int | None = None,
         policy: RetryPolicy = RetryPolicy(),
         on_result: Callable[[MeetingResult], None] = lambda r: None,
         organizer_ids: Mapping[str, str] | None = None,
         organizer_problems: Mapping[str, str] | None = None,
+        quota: MeetingQuota | None = None,
+        batch: bool = False,
         client_id: str | None = None,
         stop: threading.Event | None = None,
         rng: random.Random | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self.gateway = gateway
+        # ``concurrency`` is where the gate starts; it adapts up to ``max_concurrency`` (default:
+        # no higher than it started) and down as far as Graph's answers say.
         self.concurrency = max(1, concurrency)
+        self.max_concurrency = max(self.concurrency, max_concurrency or self.concurrency)
+        self.quota = quota or MeetingQuota()
+        self.batch_size = MAX_BATCH if batch else 1  # JSON $batch: up to 20 ready rows per call
+        self._refused: dict[str, str] = {}  # organizer at the monthly cap -> the sentence
         self.policy = policy
         self.on_result = on_result
         self.organizer_ids = dict(organizer_ids or {})
@@ -163,7 +200,7 @@ class Runner:
         self.stop = stop or threading.Event()
         self.rng = rng or random.Random()
         self.clock = clock
-        self.gate = Gate(self.concurrency, clock=clock)
+        self.gate = Gate(self.max_concurrency, clock=clock, start=self.concurrency)
         self.stats = RunStats()
         # organizer -> why none of their operations can be sent (e.g. the UPN did not resolve)
         self._unresolvable = dict(organizer_problems or {})
@@ -180,30 +217,40 @@ class Runner:
     # -- scheduling: one time-ordered queue, nobody sleeps -----------------------------------
 
     def _push(self, task: _Task, delay: float = 0.0) -> None:
+        task.settled = True
         with self._cond:
             heapq.heappush(self._ready, (self.clock() + delay, next(self._seq), task))
             self._cond.notify()
 
-    def _take(self) -> _Task | None:
+    def _take(self) -> list[_Task]:
+        """The next ready task, plus (batching) more ready batchable ones; [] when all is done."""
         with self._cond:
             while True:
                 if self.stop.is_set():
-                    return None
+                    return []
                 now = self.clock()
                 if self._ready and self._ready[0][0] <= now:
-                    self._busy += 1
-                    return heapq.heappop(self._ready)[2]
+                    tasks = [heapq.heappop(self._ready)[2]]
+                    while (tasks[0].op.batch is not None and len(tasks) < self.batch_size
+                           and self._ready and self._ready[0][0] <= now
+                           and self._ready[0][2].op.batch is not None):
+                        tasks.append(heapq.heappop(self._ready)[2])
+                    self._busy += len(tasks)
+                    for t in tasks:
+                        t.settled = False
+                    return tasks
                 if not self._ready and self._busy == 0:
-                    return None
+                    return []
                 wait = (self._ready[0][0] - now) if self._ready else 0.25
                 self._cond.wait(timeout=min(max(wait, 0.0), 0.25))
 
-    def _done_with(self) -> None:
+    def _done_with(self, n: int) -> None:
         with self._cond:
-            self._busy -= 1
+            self._busy -= n
             self._cond.notify_all()
 
     def _push_back(self, task: _Task) -> None:
+        task.settled = True
         with self._cond:
             heapq.heappush(self._ready, (0.0, next(self._seq), task))
 
@@ -213,12 +260,13 @@ class Runner:
                        on_done: Callable[[Completed], None]) -> RunStats:
         """Run every operation to a final state (or until ``stop``); see the module docstring."""
         self._on_done = on_done
+        began = self.clock()
         with self._cond:
             for op in operations:
                 heapq.heappush(self._ready, (0.0, next(self._seq), _Task(op)))
         workers = [
             threading.Thread(target=self._work, name=f"bulkmeet-worker-{i}", daemon=True)
-            for i in range(min(self.concurrency, max(1, len(operations))))
+            for i in range(min(self.max_concurrency, max(1, len(operations))))
         ]
         for w in workers:
             w.start()
@@ -227,6 +275,11 @@ class Runner:
         with self._cond:
             self.unfinished_operations = [t.op for _, _, t in sorted(self._ready)]
             self._ready.clear()
+        self.stats.seconds += self.clock() - began
+        if self.stats.requests:
+            self.stats.concurrency = self.gate.settled()
+            self.stats.paced_rate = self.gate.rate
+            self.stats.throttle_events = self.gate.throttle_events
         return self.stats
 
     def run(self, requests: Sequence[MeetingRequest]) -> RunStats:
@@ -240,25 +293,30 @@ class Runner:
     def create_or_get_operation(req: MeetingRequest) -> Operation:
         body = req.body()
         return Operation(lambda gateway, oid: gateway.create_or_get(oid, body),
-                         organizer=req.organizer, key=req)
+                         organizer=req.organizer, key=req, creates=True,
+                         batch=lambda oid: BatchRequest("POST", create_or_get_path(oid), body))
 
     def _work(self) -> None:
         while True:
-            task = self._take()
-            if task is None:
+            tasks = self._take()
+            if not tasks:
                 return
             try:
-                self._step(task)
+                self._step(tasks)
             except BulkmeetError as exc:  # e.g. the token could not be renewed mid-run
-                self._complete(task, None, error=str(exc))
+                for task in tasks:
+                    if not task.settled:
+                        self._complete(task, None, error=str(exc))
             except Exception as exc:  # a bug must not hang the run: record the row as failed
-                log.error("unexpected error while sending %s: %s", _label(task.op),
+                log.error("unexpected error while sending %s: %s", _label(tasks[0].op),
                           type(exc).__name__)
                 log.debug("details of the unexpected error", exc_info=True)
-                self._complete(task, None, error="bulkmeet hit an internal error on this row "
-                               "(see the log); the next run retries it.")
+                for task in tasks:
+                    if not task.settled:
+                        self._complete(task, None, error="bulkmeet hit an internal error on "
+                                       "this row (see the log); the next run retries it.")
             finally:
-                self._done_with()
+                self._done_with(len(tasks))
 
     def organizer_path_id(self, organizer: str | None) -> str | None:
         if organizer is None or organizer == ME:
@@ -267,34 +325,89 @@ class Runner:
             return organizer
         return self.organizer_ids.get(organizer)
 
-    def _step(self, task: _Task) -> None:
+    def _precheck(self, task: _Task) -> bool:
+        """Finish a task that must not be sent (its organizer is blocked, unresolved or at the
+        monthly cap); True when it was finished."""
         org = task.op.organizer
-        if org is not None:
-            blocked = self._blocked.get(org)
-            if blocked is not None:
-                self._complete(task, blocked)
-                return
-            if org != ME and self.organizer_path_id(org) is None:
-                self._complete(task, None, error=self._unresolvable.get(org) or (
-                    f"Organizer {org} could not be resolved to an Entra object ID."))
-                return
-        if not self.gate.acquire(self.stop):
-            self._push_back(task)
+        if org is None:
+            return False
+        blocked = self._blocked.get(org)
+        if blocked is not None:
+            self._complete(task, blocked)
+            return True
+        if org != ME and self.organizer_path_id(org) is None:
+            self._complete(task, None, error=self._unresolvable.get(org) or (
+                f"Organizer {org} could not be resolved to an Entra object ID."))
+            return True
+        if task.op.creates and (org in self._refused or self.quota.full(org)):
+            self._complete(task, None, error=self._refuse(org, by_graph=False))
+            return True
+        return False
+
+    def _step(self, tasks: list[_Task]) -> None:
+        """Send one call (or one JSON batch) through the gate; then decide about each task."""
+        live = [t for t in tasks if not self._precheck(t)]
+        if not live:
             return
-        response: GraphResponse | None = None
+        if not self.gate.acquire(self.stop, len(live)):
+            for task in live:
+                self._push_back(task)
+            return
+        sent_at = self.clock()
+        responses: list[GraphResponse] | None = None
         try:
-            response = task.op.call(self.gateway, self.organizer_path_id(org))
+            if len(live) == 1:
+                op = live[0].op
+                responses = [op.call(self.gateway, self.organizer_path_id(op.organizer))]
+            else:
+                responses = self.gateway.batch([
+                    t.op.batch(self.organizer_path_id(t.op.organizer))  # type: ignore[misc]
+                    for t in live])
+                self.stats.batches += 1
         finally:
-            self.gate.release(response)
-        task.attempts += 1
-        self.stats.count(response)
+            if responses is None:
+                self.gate.release(None)
+        capped = [self._quota_refusal(t, r) for t, r in zip(live, responses, strict=True)]
+        throttling: list[bool | None] = [False if c else None for c in capped]
+        if len(live) == 1:
+            self.gate.release(responses[0], sent_at, throttling=throttling[0])
+        else:
+            self.gate.release_batch(responses, sent_at, throttling)
+        for task, response, cap in zip(live, responses, capped, strict=True):
+            task.attempts += 1
+            self.stats.count(response)
+            if cap:
+                self._complete(task, response, error=self._refuse(task.op.organizer or "",
+                                                                  by_graph=True))
+            else:
+                self._answered(task, response)
+
+    def _answered(self, task: _Task, response: GraphResponse) -> None:
         verdict, delay = self._verdict(task, response)
         if verdict == RETRY:
             self._push(task, delay)
             return
         if verdict == FINAL:
             self._maybe_block(task, response)
+        elif task.op.creates and response.status == 201 and task.op.organizer is not None:
+            self.quota.created(task.op.organizer)
         self._complete(task, response)
+
+    def _quota_refusal(self, task: _Task, response: GraphResponse) -> bool:
+        """Is this answer Graph's monthly meeting cap for the organizer (not throttling)?"""
+        org = task.op.organizer
+        if not task.op.creates or org is None or response.status != 429:
+            return False
+        return response.retry_after is None and self.quota.refused(org)
+
+    def _refuse(self, organizer: str, *, by_graph: bool) -> str:
+        """The organizer is at the monthly cap: one sentence, one note, no more sends."""
+        with self._cond:
+            if organizer not in self._refused:
+                self._refused[organizer] = self.quota.note(organizer, by_graph=by_graph)
+                self.stats.blocked_organizers[organizer] = self._refused[organizer]
+                log.warning("%s", self._refused[organizer])
+            return self._refused[organizer]
 
     def _verdict(self, task: _Task, response: GraphResponse) -> tuple[str, float]:
         """THE retry decision, for every kind of operation: done, retry after a delay, or final."""
@@ -307,6 +420,8 @@ class Runner:
                 return FINAL, 0.0
             wait = response.retry_after
             return RETRY, wait if wait is not None else self._backoff(task.throttled)
+        if response.failure == TLS:  # an unverifiable certificate fails again: never retried
+            return FINAL, 0.0
         if status is None or status in TRANSIENT_STATUSES:
             task.transient += 1
             if task.transient >= self.policy.max_attempts:
@@ -339,6 +454,7 @@ class Runner:
 
     def _complete(self, task: _Task, response: GraphResponse | None, *,
                   error: str | None = None) -> None:
+        task.settled = True
         ok = error is None and response is not None and response.status in task.op.done
         self._on_done(Completed(task.op, response, task.attempts, ok, error))
 

@@ -129,7 +129,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bot
 .count b{display:block;font-size:24px} .count.alert b{color:#c62828}
 table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eee;vertical-align:top}
-th{background:#f5f5f5} td.n,th.n{text-align:right} code{font-size:12px;word-break:break-all}
+th{background:#f5f5f5} td.n,th.n{text-align:right} code{font-size:12px;overflow-wrap:anywhere}
 .muted{color:#777} .bar{fill:#3f6fb5} .bar.weekend{fill:#9bb3d9} .axis{font-size:11px;fill:#555}
 """
 

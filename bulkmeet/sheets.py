@@ -14,7 +14,12 @@ What a value is after reading:
 
 Row numbers are Excel's (header = row 1, first data row = 2), also for CSV; fully empty rows are
 skipped but still counted, so "row 17" in a message is row 17 on screen. The header is the first
-non-empty row (title rows above it are allowed; the numbering still follows the file).
+row that names most of the columns (``_find_header``): a title row or a "generated on" line above
+it is skipped, and the numbering still follows the file.
+
+The format-specific work is in ``csv_reader`` (encodings, quotes) and ``xlsx_reader`` (workbooks,
+formulas without a saved value, merged cells); cells the Excel reader cannot trust come back as
+``SheetRow.problems``, which the planner turns into an invalid row when it uses that column.
 
 Why not ``pandas.read_excel``/``read_csv``: for .xlsx pandas drives the same openpyxl read-only
 reader and then copies every cell into a DataFrame that we would turn back into Python values
@@ -26,19 +31,20 @@ back in as the next input.
 """
 from __future__ import annotations
 
-import csv
 import gc
-import io
-import zipfile
+import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from bulkmeet.cells import unneutralise
+from bulkmeet.cells import printable, unneutralise
+from bulkmeet.csv_reader import csv_records
 from bulkmeet.errors import InputError
 from bulkmeet.models import REQUEST_COLUMN, RESULT_COLUMNS, Sheet, SheetRow
+from bulkmeet.paths import check_readable_file
+from bulkmeet.xlsx_reader import Issues, open_worksheet
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 CSV_SUFFIXES = (".csv",)
@@ -76,10 +82,7 @@ def _read_sheet(path: Path, sheet_name: str | None) -> Sheet:
         extra = (" Open it in Excel and save it as .xlsx (Excel Workbook)."
                  if suffix in (".xls", ".ods", ".numbers", ".xlsb") else "")
         raise InputError(f"{path}: bulkmeet reads {SUPPORTED} files, not '{suffix or 'no extension'}'.{extra}")
-    if not path.exists():
-        raise InputError(f"{path}: schedule file not found.")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a schedule file.")
+    check_readable_file(path, "schedule file")  # a FIFO would hang, a device mislead
     if suffix in CSV_SUFFIXES:
         if sheet_name:
             raise InputError(f"{path}: a CSV file has no worksheets, so --sheet '{sheet_name}' "
@@ -90,45 +93,6 @@ def _read_sheet(path: Path, sheet_name: str | None) -> Sheet:
 
 # --- CSV -----------------------------------------------------------------------------------------
 
-def _decode(path: Path, data: bytes) -> str:
-    """UTF-8 (with or without BOM) first; else Windows-1252, which is what Excel's plain "CSV"
-    save writes on a US/Western-European Windows. Anything else is refused rather than guessed."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InputError(f"{path}: the file is UTF-16 text (Excel's 'Unicode Text'); save it as "
-                         "'CSV UTF-8 (Comma delimited)' instead.")
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: the file is neither UTF-8 nor Windows-1252 text (byte "
-                         f"{exc.start + 1}); save it as 'CSV UTF-8 (Comma delimited)'.") from None
-
-
-def _sniff_delimiter(text: str) -> str:
-    """Pick ',', ';' or tab by counting them, outside quotes, in the first non-blank line."""
-    counts = {",": 0, ";": 0, "\t": 0}
-    quoted = False
-    seen_text = False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        elif quoted:
-            continue
-        elif ch in counts:
-            counts[ch] += 1
-        elif ch in "\r\n":
-            if seen_text:
-                break
-        elif not ch.isspace():
-            seen_text = True
-    # On a tie prefer tab, then ';': commas turn up inside header text far more often.
-    best = max(("\t", ";", ","), key=lambda c: counts[c])
-    return best if counts[best] else ","
-
-
 def _csv_rows(path: Path) -> Iterator[tuple[int, Sequence[Any]]]:
     try:
         data = path.read_bytes()
@@ -136,63 +100,15 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Sequence[Any]]]:
         raise InputError(f"{path}: cannot read the file ({exc.strerror}).") from None
     if data.startswith(b"PK\x03\x04"):
         raise InputError(f"{path}: this is an Excel workbook with a .csv name; rename it to .xlsx.")
-    text = _decode(path, data)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text))
-    try:
-        # Excel opens a record spanning lines (a quoted line break) as one row: count records.
-        for number, record in enumerate(reader, start=1):
-            yield number, record
-    except csv.Error as exc:
-        raise InputError(f"{path}: not a readable CSV file near line {reader.line_num} ({exc}).") from None
+    return csv_records(path, data)
 
 
 # --- Excel ---------------------------------------------------------------------------------------
 
 def _read_excel(path: Path, sheet_name: str | None) -> Sheet:
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
-
-    try:
-        wb = load_workbook(path, read_only=True, data_only=True, keep_links=False)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, EOFError):
-        raise InputError(f"{path}: not a readable Excel workbook (is it really .xlsx? it may be "
-                         "damaged, password-protected, or another format renamed); open it in "
-                         "Excel and save it again as .xlsx.") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc}).") from None
-    try:
-        if sheet_name is None:
-            names = wb.sheetnames
-            if not names:
-                raise InputError(f"{path}: the workbook has no worksheets.")
-            ws = wb[names[0]]
-        else:
-            match = _find_sheet(wb.sheetnames, sheet_name)
-            if match is None:
-                raise InputError(
-                    f"{path}: there is no worksheet named '{sheet_name}'; the workbook has: "
-                    f"{', '.join(repr(n) for n in wb.sheetnames)}.")
-            ws = wb[match]
-        if not hasattr(ws, "reset_dimensions"):
-            raise InputError(f"{path}: '{ws.title}' is a chart sheet, not a worksheet with rows.")
-        # The <dimension> tag some tools write is wrong ("A1"); trusting it cuts rows off.
-        ws.reset_dimensions()
+    with open_worksheet(path, sheet_name) as ws:
         # Streamed: each row tuple is turned into bulkmeet values and dropped at once.
-        return _build_sheet(path, ws.title, enumerate(ws.iter_rows(values_only=True), start=1))
-    except InputError:
-        raise
-    except Exception as exc:  # openpyxl raises many types on damaged XML
-        raise InputError(f"{path}: the workbook is damaged and cannot be read "
-                         f"({type(exc).__name__}); open it in Excel and save it again.") from None
-    finally:
-        wb.close()
-
-
-def _find_sheet(names: Sequence[str], wanted: str) -> str | None:
-    if wanted in names:
-        return wanted
-    folded = [n for n in names if n.strip().casefold() == wanted.strip().casefold()]
-    return folded[0] if len(folded) == 1 else None
+        return _build_sheet(path, ws.title, ws.rows, ws.issues)
 
 
 # --- values --------------------------------------------------------------------------------------
@@ -256,17 +172,39 @@ def _column_letter(index: int) -> str:
     return letters
 
 
-def _build_sheet(path: Path, sheet_name: str | None, raw_rows: Iterator[tuple[int, Sequence[Any]]]) -> Sheet:
-    header_number = 0
-    header: Sequence[Any] = ()
+_HEADER_LOOKAHEAD = 10  # non-empty rows looked at to tell title rows from the header
+
+
+def _filled(raw: Sequence[Any]) -> int:
+    return sum(1 for v in raw if cell_value(v) is not None)
+
+
+def _find_header(raw_rows: Iterator[tuple[int, Sequence[Any]]]
+                 ) -> tuple[int, Sequence[Any], Iterator[tuple[int, Sequence[Any]]]]:
+    """(header row number, header cells, the rows after it); (0, (), ...) for an empty sheet.
+
+    The header is the first row naming at least half as many columns as the widest of the
+    first few rows: a title ("Spring 2027 schedule") or a "generated on" line above it names
+    one or two, and data cells never outnumber the names above them.
+    """
+    peeked: list[tuple[int, Sequence[Any], int]] = []
     for number, raw in raw_rows:
-        if any(cell_value(v) is not None for v in raw):
-            header_number, header = number, raw
+        filled = _filled(raw)
+        peeked.append((number, raw, filled))
+        if filled and sum(1 for p in peeked if p[2]) >= _HEADER_LOOKAHEAD:
             break
-    where = f"{path}" + (f" (sheet '{sheet_name}')" if sheet_name else "")
-    if not header_number:
-        raise InputError(f"{where}: the sheet is empty; the first row should hold column names "
-                         "(CRN, Course, Date, ...) and the rows below it the classes.")
+    non_empty = [p for p in peeked if p[2]]
+    if not non_empty:
+        return 0, (), iter(())
+    widest = max(p[2] for p in non_empty)
+    need = (widest + 1) // 2 if widest >= 4 else 1  # narrow sheets: the first row, as typed
+    at = next(i for i, p in enumerate(peeked) if p[2] >= need)
+    number, header, _ = peeked[at]
+    rest = ((n, r) for n, r, _ in peeked[at + 1:])
+    return number, header, itertools.chain(rest, raw_rows)
+
+
+def _column_names(where: str, header: Sequence[Any], header_number: int) -> list[str | None]:
     names = [_header_name(v) for v in header]
     while names and names[-1] is None:
         names.pop()
@@ -278,14 +216,38 @@ def _build_sheet(path: Path, sheet_name: str | None, raw_rows: Iterator[tuple[in
         if key in seen:
             first = seen[key]
             raise InputError(
-                f"{where}: two columns are named '{name}' (columns {_column_letter(first)} and "
-                f"{_column_letter(i)} of row {header_number}); rename one so every column name "
-                "is unique.")
+                f"{where}: two columns are named '{printable(name)}' (columns "
+                f"{_column_letter(first)} and {_column_letter(i)} of row {header_number}); "
+                "rename one so every column name is unique.")
         seen[key] = i
+    return names
+
+
+def _row_problems(keep: Sequence[tuple[int, str]], values: dict[str, Any],
+                  ranges: Sequence[tuple[int, int, str]]) -> tuple[tuple[str, str], ...]:
+    """(column, message) for the cells of one row the Excel reader flagged (see xlsx_reader)."""
+    out = []
+    for i, name in keep:
+        for first, last, message in ranges:
+            if first <= i <= last and values.get(name) is None:
+                out.append((name, message))
+                break
+    return tuple(out)
+
+
+def _build_sheet(path: Path, sheet_name: str | None, raw_rows: Iterator[tuple[int, Sequence[Any]]],
+                 issues: Issues | None = None) -> Sheet:
+    where = f"{path}" + (f" (sheet '{sheet_name}')" if sheet_name else "")
+    header_number, header, raw_rows = _find_header(raw_rows)
+    if not header_number:
+        raise InputError(f"{where}: the sheet is empty; the first row should hold column names "
+                         "(CRN, Course, Date, ...) and the rows below it the classes.")
+    names = _column_names(where, header, header_number)
     # (index, name) of the columns we keep; results of an earlier bulkmeet run are dropped.
     keep = [(i, n) for i, n in enumerate(names) if n is not None and n not in _IGNORED]
     blank = [i for i, n in enumerate(names) if n is None]
     width = len(names)
+    issues = issues or {}
 
     rows: list[SheetRow] = []
     append = rows.append
@@ -300,18 +262,28 @@ def _build_sheet(path: Path, sheet_name: str | None, raw_rows: Iterator[tuple[in
                 empty = False
             values[name] = v
         if n_raw > width or blank:
-            stray = [i for i in blank if i < n_raw and conv(raw[i]) is not None]
-            stray += [i for i in range(width, n_raw) if conv(raw[i]) is not None]
-            if stray:
-                col = _column_letter(stray[0])
-                raise InputError(
-                    f"{where}: column {col} has a value in row {number} but no name in the header "
-                    f"row ({header_number}); type a column name into cell {col}{header_number} "
-                    "or delete that column.")
+            _check_stray(where, raw, blank, width, number, header_number)
         if empty:
             continue
-        append(SheetRow(number, values))
+        ranges = issues.get(number)
+        if ranges:
+            append(SheetRow(number, values, _row_problems(keep, values, ranges)))
+        else:
+            append(SheetRow(number, values))
     if not rows:
         raise InputError(f"{where}: the sheet has column names (row {header_number}) but no "
                          "rows with classes below them.")
     return Sheet(path=path, sheet_name=sheet_name, columns=tuple(n for _, n in keep), rows=tuple(rows))
+
+
+def _check_stray(where: str, raw: Sequence[Any], blank: Sequence[int], width: int, number: int,
+                 header_number: int) -> None:
+    n_raw = len(raw)
+    stray = [i for i in blank if i < n_raw and cell_value(raw[i]) is not None]
+    stray += [i for i in range(width, n_raw) if cell_value(raw[i]) is not None]
+    if stray:
+        col = _column_letter(stray[0])
+        raise InputError(
+            f"{where}: column {col} has a value in row {number} but no name in the header "
+            f"row ({header_number}); type a column name into cell {col}{header_number} "
+            "or delete that column.")

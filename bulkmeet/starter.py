@@ -8,6 +8,7 @@ written, so ``bulkmeet validate`` can point at what is still wrong.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -43,7 +44,7 @@ _COURSE = [r"(course|course code|course id|subject code|class|catalog|catalog nu
            r"|course no|module|module code)"]
 _SECTION = [r"(section|sec|section number|section no|section code|group)"]
 _TITLE = [r"(title|course title|course name|class title|class name|name|topic|description"
-          r"|module name|session title)"]
+          r"|module name|session title|descr|long title|course descr|long descr)"]
 _ID = [r"(crn|class nbr|class number|class no|section id|course reference number|class id"
        r"|course section id|session id|meeting id|event id|id|reference)"]
 _THREAD = [r"(thread|thread id|chat thread|chat thread id|teams chat|chat id)"]
@@ -110,7 +111,7 @@ def _is_date(v: Any) -> bool:
     if isinstance(v, datetime):
         return v.time() == time(0)
     return isinstance(v, date) or (isinstance(v, str) and any(
-        _ok(lambda t: times.parse_date(t, order))(v) for order in ("MDY", "DMY")))
+        _ok(functools.partial(times.parse_date, date_order=order))(v) for order in ("MDY", "DMY")))
 
 
 def _is_time(v: Any) -> bool:
@@ -125,7 +126,7 @@ def _is_datetime(v: Any) -> bool:
     if isinstance(v, datetime):
         return v.time() != time(0) and v.date() > date(1900, 1, 1)
     return isinstance(v, str) and any(
-        _ok(lambda t: times.parse_datetime(t, order))(v) for order in ("MDY", "DMY"))
+        _ok(functools.partial(times.parse_datetime, date_order=order))(v) for order in ("MDY", "DMY"))
 
 
 def _guess_date_order(values: list[Any]) -> str | None:
@@ -197,8 +198,65 @@ def _toml_list(items: Sequence[str]) -> str:
     return "[" + ", ".join(_q(i) for i in items) + "]"
 
 
+# Cells of rows that are not scheduled classes, in a time or days column of a registrar export.
+ARRANGED = re.compile(r"^(arr|arranged|tba|tbd|to be (arranged|announced|determined)|n/?a|none|-+)$", re.I)
+
+
+def scheduled(values: list[Any]) -> list[Any]:
+    """``values`` without ARRANGED/TBA-style cells (in one real export, 1,374 of 1,775 rows)."""
+    return [v for v in values if not (isinstance(v, str) and ARRANGED.match(" ".join(v.split())))]
+
+
+def _department_codes(values: list[Any]) -> bool:
+    """Short upper-case codes repeated across rows (ACCT, BIOL): a department, not a title."""
+    texts = [v for v in values if isinstance(v, str)]
+    return bool(texts) and all(len(v) <= 6 and v.isupper() for v in texts) and \
+        len(set(texts)) * 2 <= max(len(texts), 2)
+
+
+def _head(sheet: Sheet, mode: str) -> list[str]:
+    """The comment block, time zone, [graph] and [auth]: the same for every kind of sheet."""
+    zone = local_zone_name()
+    zone_todo = ("# TODO: the IANA time zone of the dates and times in the sheet (this is this computer's)."
+                 if zone else
+                 "# TODO: the IANA time zone of the dates and times in the sheet, e.g. \"America/Chicago\".")
+    return [
+        f"# bulkmeet config for {sheet.path.name}, written by `bulkmeet init`.",
+        "# The column mapping below is a guess from the sheet's headers: check every line marked TODO,",
+        f"# then run:  bulkmeet validate {sheet.path.name} --config THIS_FILE",
+        "# Columns in the sheet: " + ", ".join(sheet.columns),
+        "",
+        zone_todo,
+        f"time_zone = {_q(zone or 'UTC')}",
+        "",
+        "[graph]",
+        "# \"v1.0\", or \"beta\" (needed only for thread_id / chatInfo).",
+        "api_version = \"v1.0\"",
+        "# base_url = \"https://graph.microsoft.com\"",
+        "# ca_bundle = \"/path/to/ca-bundle.pem\"   # only behind a TLS-inspecting proxy",
+        "",
+        "[auth]",
+        "# \"app\": meetings for each row's organizer (needs OnlineMeetings.ReadWrite.All, User.Read.All",
+        "# and an application access policy); \"delegated\": meetings as yourself after `bulkmeet login`.",
+        f"mode = {_q(mode)}",
+        "# TODO: Directory (tenant) ID from the app registration's Overview page in the Azure portal.",
+        "tenant_id = \"\"",
+        "# TODO: Application (client) ID from the same page.",
+        "client_id = \"\"",
+        "# NAME of the environment variable holding the client secret (never the secret itself).",
+        "client_secret_env = \"BULKMEET_CLIENT_SECRET\"",
+        "# certificate_path = \"/etc/bulkmeet/app.pem\"   # instead of a secret",
+        "",
+    ]
+
+
 def starter_config(sheet: Sheet) -> str:
     """TOML text with comments, the mapping guessed from the sheet's headers and first values."""
+    from bulkmeet.starter_patterns import registrar_starter
+
+    registrar = registrar_starter(sheet)
+    if registrar is not None:  # weekly patterns (a days column): a registrar export
+        return registrar
     cols = _Columns(sheet)
     lines: list[str] = []
     add = lines.append
@@ -216,8 +274,8 @@ def starter_config(sheet: Sheet) -> str:
     day = start_time = end_time = None
     if not full_start:
         day = cols.find(_DATE, lambda vs: _mostly(vs, _is_date))
-        start_time = cols.find(_START, lambda vs: _mostly(vs, _is_time))
-        end_time = cols.find(_END, lambda vs: _mostly(vs, _is_time)) if start_time else None
+        start_time = cols.find(_START, lambda vs: _mostly(scheduled(vs) or vs, _is_time))
+        end_time = cols.find(_END, lambda vs: _mostly(scheduled(vs) or vs, _is_time)) if start_time else None
     attendees = [(c, "attendee") for c in [cols.find(_ATTENDEES, lambda vs: _mostly(vs, _is_address_list))] if c]
     presenter = cols.find(_PRESENTERS, lambda vs: _mostly(vs, _is_address_list))
     if presenter:
@@ -225,6 +283,8 @@ def starter_config(sheet: Sheet) -> str:
     thread = cols.find(_THREAD)
 
     subject_col = cols.find(_SUBJECT, take=False)
+    if subject_col and _department_codes(cols.sample[subject_col]):
+        subject_col = None  # a registrar's "Subject" is the department (ACCT): never the title alone
     course = cols.find(_COURSE, take=False)
     section = cols.find(_SECTION, take=False)
     title = cols.find(_TITLE, take=False)
@@ -246,39 +306,10 @@ def starter_config(sheet: Sheet) -> str:
         keys = [c for c in (course, section, when_key) if c] or [sheet.columns[0]]
 
     date_order = None
-    if day or full_start:
-        date_order = _guess_date_order(cols.sample[day or full_start])
-    zone = local_zone_name()
-
-    add(f"# bulkmeet config for {sheet.path.name}, written by `bulkmeet init`.")
-    add("# The column mapping below is a guess from the sheet's headers: check every line marked TODO,")
-    add(f"# then run:  bulkmeet validate {sheet.path.name} --config THIS_FILE")
-    add("# Columns in the sheet: " + ", ".join(sheet.columns))
-    add("")
-    if zone:
-        add("# TODO: the IANA time zone of the dates and times in the sheet (this is this computer's).")
-    else:
-        add("# TODO: the IANA time zone of the dates and times in the sheet, e.g. \"America/Chicago\".")
-    add(f"time_zone = {_q(zone or 'UTC')}")
-    add("")
-    add("[graph]")
-    add("# \"v1.0\", or \"beta\" (needed only for thread_id / chatInfo).")
-    add("api_version = \"v1.0\"")
-    add("# base_url = \"https://graph.microsoft.com\"")
-    add("# ca_bundle = \"/path/to/ca-bundle.pem\"   # only behind a TLS-inspecting proxy")
-    add("")
-    add("[auth]")
-    add("# \"app\": meetings for each row's organizer (needs OnlineMeetings.ReadWrite.All, User.Read.All")
-    add("# and an application access policy); \"delegated\": meetings as yourself after `bulkmeet login`.")
-    add(f"mode = {_q('app' if organizer else 'delegated')}")
-    add("# TODO: Directory (tenant) ID from the app registration's Overview page in the Azure portal.")
-    add("tenant_id = \"\"")
-    add("# TODO: Application (client) ID from the same page.")
-    add("client_id = \"\"")
-    add("# NAME of the environment variable holding the client secret (never the secret itself).")
-    add("client_secret_env = \"BULKMEET_CLIENT_SECRET\"")
-    add("# certificate_path = \"/etc/bulkmeet/app.pem\"   # instead of a secret")
-    add("")
+    when_column = day or full_start
+    if when_column:
+        date_order = _guess_date_order(cols.sample[when_column])
+    lines.extend(_head(sheet, "app" if organizer else "delegated"))
     add("[mapping]")
     if organizer:
         add(f"# Organizer of each meeting: e-mail/UPN or Entra object ID (guessed: column '{organizer}').")
@@ -304,6 +335,16 @@ def starter_config(sheet: Sheet) -> str:
             add(f"end_time = {_q(end_time)}")
         else:
             add("# end_time = \"End Time\"   # TODO if the sheet has one")
+    elif start_time:
+        # Times without dates: never a config that starts every meeting "now". This column does
+        # not exist, so `bulkmeet validate` stops (exit 2) and names it until it is filled in.
+        add("# TODO: the sheet has class times but no date column. Name the column with each class's")
+        add("# date here; or, for weekly patterns (a days column such as MWF), use [pattern] and [term]")
+        add("# instead (README \"Registrar exports\").")
+        add("date = \"TODO: the date column\"")
+        add(f"start_time = {_q(start_time)}")
+        if end_time:
+            add(f"end_time = {_q(end_time)}")
     else:
         add("# TODO: no date/time columns found, so meetings start when they are created and last an")
         add("# hour. Map them with date + start_time + end_time, or start + end:")

@@ -17,13 +17,20 @@ to "what would change", and the rules can be tested without a network:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bulkmeet import meeting_options
-from bulkmeet.models import Attendees, InvalidRow, MeetingRequest, MeetingState, graph_instant
+from bulkmeet.models import (
+    Attendees,
+    InvalidRow,
+    MeetingRequest,
+    MeetingState,
+    graph_instant,
+    utc_iso,
+)
 
 __all__ = [
     "ACTIVE", "CANCELLED", "DELETING", "CancelDecision", "Change", "JournalledMeeting",
@@ -90,16 +97,17 @@ class RemovedMeeting:
     join_url: str | None
     status: str = ORPHANED  # ORPHANED | REMOVED_CANCELLED | REMOVED_FAILED
     reason: str = ""
+    start_local: str | None = None  # the start as people read it (the config's time_zone)
 
 
-REMOVED_COLUMNS = ("status", "organizer", "subject", "startDateTimeUtc", "endDateTimeUtc",
-                   "joinWebUrl", "reason", "externalId", "meetingId")
+REMOVED_COLUMNS = ("status", "organizer", "subject", "start", "joinWebUrl", "reason",
+                   "startDateTimeUtc", "endDateTimeUtc", "externalId", "meetingId")
 
 
 def removed_row(r: RemovedMeeting) -> list[Any]:
     """One line of the Removed sheet, in ``REMOVED_COLUMNS`` order."""
-    return [r.status, r.organizer, r.subject, r.start_utc, r.end_utc, r.join_url, r.reason,
-            r.external_id, r.meeting_id]
+    return [r.status, r.organizer, r.subject, r.start_local, r.join_url, r.reason, r.start_utc,
+            r.end_utc, r.external_id, r.meeting_id]
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,10 @@ class SyncPlan:
     orphans: tuple[RemovedMeeting, ...]  # journalled, row gone
     deleting: tuple[RemovedMeeting, ...] = ()  # a DELETE in flight when a run died: finish it
     cancel: CancelDecision = field(default_factory=lambda: CancelDecision(False))
+    # The journal's meetings this plan was made from (read once per run; 10,000 rows cost
+    # about 0.3 s to read).
+    journalled: Mapping[tuple[str, str], JournalledMeeting] = field(default_factory=dict,
+                                                                    compare=False)
 
 
 # -- differences -------------------------------------------------------------------------------
@@ -134,6 +146,12 @@ class SyncPlan:
 def _local(text: str | None, tz: ZoneInfo) -> datetime | None:
     parsed = graph_instant(text)
     return parsed.astimezone(tz) if parsed else None
+
+
+def local_text(text: str | None, tz: ZoneInfo) -> str | None:
+    """``2027-03-01T14:00:00Z`` as people in ``tz`` read it: ``2027-03-01 08:00``."""
+    moment = _local(text, tz)
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else None
 
 
 def _time_change(name: str, old: str | None, new: str | None, tz: ZoneInfo) -> str:
@@ -235,7 +253,8 @@ def merged_state(wanted: MeetingState, answer: MeetingState) -> MeetingState:
 def plan_update(request: MeetingRequest, meeting: JournalledMeeting, tz: ZoneInfo
                 ) -> Update | None:
     wanted = MeetingState.desired(request)
-    same_row = meeting.fingerprint is not None and meeting.fingerprint == request.fingerprint()
+    same_row = (meeting.state.attendees is None and meeting.fingerprint is not None
+                and meeting.fingerprint == request.fingerprint())  # hashing only when needed
     changes = diff(wanted, meeting.state, tz, attendees_known_equal=same_row)
     if not changes:
         return None
@@ -251,14 +270,24 @@ def find_orphans(requests: Iterable[MeetingRequest], invalid: Iterable[InvalidRo
     broken); a valid row with the same externalId under another organizer means the organizer
     changed, which the reason says.
     """
+    requests = list(requests)
     wanted = {(r.organizer, r.external_id) for r in requests}
     moved = {r.external_id: r.organizer for r in requests}
+    # With keys = [...], the externalId includes the organizer, so a new organizer also means a
+    # new externalId: the same subject at the same time under someone else is the tell.
+    slots: dict[tuple[str, str], set[str]] = {}
+    for r in requests:
+        if r.start:
+            slots.setdefault((r.subject, utc_iso(r.start)), set()).add(r.organizer)
     kept = {bad.external_id for bad in invalid if bad.external_id}
     out = []
     for key, m in journalled.items():
         if m.status != ACTIVE or key in wanted or m.external_id in kept:
             continue
         new_org = moved.get(m.external_id)
+        others = slots.get((m.state.subject or "", m.state.start or ""), set())
+        if new_org is None and len(others) == 1 and m.organizer not in others:
+            new_org = next(iter(others))
         reason = (f"the organizer changed to {new_org}: Graph cannot move a meeting, so the new "
                   "organizer gets a new one" if new_org else "its row is no longer in the sheet")
         out.append(_removed(m, ORPHANED, reason))
@@ -271,11 +300,12 @@ def _removed(m: JournalledMeeting, status: str, reason: str) -> RemovedMeeting:
 
 
 def decide_cancel(orphans: int, *, schedule_meetings: int, rows: int, invalid: int,
-                  limits: SyncLimits) -> CancelDecision:
+                  limits: SyncLimits, unkeyed: int = 0) -> CancelDecision:
     """May this run cancel ``orphans`` meetings? All of them or none.
 
     A sheet that reads empty or with many invalid rows (more than 10%) is more likely a broken
-    export than a cancelled term, so it never cancels. The threshold counts against the
+    export than a cancelled term, so it never cancels; nor does one with an invalid row whose
+    key cannot be read (its meeting would look removed). The threshold counts against the
     meetings this schedule had before the run.
     """
     if not limits.cancel_removed or orphans == 0:
@@ -287,6 +317,10 @@ def decide_cancel(orphans: int, *, schedule_meetings: int, rows: int, invalid: i
         return CancelDecision(False, f"{invalid} of {rows} rows are invalid, which looks like a "
                                      "broken export; fix them first, nothing is cancelled while "
                                      "more than 10% of the rows cannot be read")
+    if unkeyed:
+        return CancelDecision(False, f"{unkeyed} invalid row(s) have no readable key, so "
+                                     "bulkmeet cannot tell which meetings they are; nothing is "
+                                     "cancelled until they are fixed")
     if limits.max_cancel_once is not None:
         if orphans <= limits.max_cancel_once:
             return CancelDecision(True)
@@ -326,8 +360,11 @@ def build_plan(requests: Sequence[MeetingRequest], invalid: Sequence[InvalidRow]
     wanted = {(r.organizer, r.external_id) for r in requests}
     deleting = [_removed(m, ORPHANED, "a cancel was sent by an earlier run that did not finish")
                 for key, m in journalled.items() if m.status == DELETING and key not in wanted]
+    orphans = [replace(o, start_local=local_text(o.start_utc, tz)) for o in orphans]
+    deleting = [replace(o, start_local=local_text(o.start_utc, tz)) for o in deleting]
     active = sum(1 for m in journalled.values() if m.status == ACTIVE)
     decision = decide_cancel(len(orphans), schedule_meetings=active, rows=rows,
-                             invalid=len(invalid), limits=limits)
+                             invalid=len(invalid), limits=limits,
+                             unkeyed=sum(1 for bad in invalid if not bad.external_id))
     return SyncPlan(tuple(creates), tuple(updates), tuple(unchanged), tuple(orphans),
-                    tuple(deleting), decision)
+                    tuple(deleting), decision, journalled)

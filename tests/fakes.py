@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote
 
-from bulkmeet.graph import GraphGateway, GraphResponse
+from bulkmeet.graph import BatchRequest, GraphGateway, GraphResponse
 
 
 class FakeGraph(GraphGateway):
@@ -118,3 +119,17 @@ class FakeGraph(GraphGateway):
                 return answer or self._gone(meeting_id)
             del self.meetings[key]
             return GraphResponse(204, None, {"request-id": str(uuid.uuid4())})
+
+    def batch(self, requests: Sequence[BatchRequest]) -> list[GraphResponse]:
+        """createOrGet items only (what the runner batches); one answer per item, in order."""
+        with self._lock:
+            self.calls.append(("batch", None, str(len(requests))))
+        out = []
+        for item in requests:
+            parts = item.path.strip("/").split("/")
+            if item.method != "POST" or parts[-2:] != ["onlineMeetings", "createOrGet"]:
+                out.append(GraphResponse(400, {"error": {"code": "BadRequest", "message": "x"}}))
+                continue
+            organizer = None if parts[0] == "me" else unquote(parts[1])
+            out.append(self.create_or_get(organizer, item.body or {}))
+        return out

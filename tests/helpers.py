@@ -184,6 +184,23 @@ concurrency = 8
     return path
 
 
+def setup_run(tmp_path: Path, tenant: Tenant, emulator: Any, n: int = 24, fmt: str = "xlsx",
+              **cfg: str) -> tuple[Path, Path, list[list[str]]]:
+    """(schedule, config, rows): n valid rows in a schedule and a config for the emulator."""
+    rows = schedule_rows(tenant, n)
+    writer = write_xlsx if fmt == "xlsx" else write_csv
+    schedule = writer(tmp_path / f"schedule.{fmt}", rows)
+    config = write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                          emulator.ca_path, **cfg)
+    return schedule, config, rows
+
+
+def create_calls(emulator: Any) -> int:
+    """createOrGet requests the emulator has answered so far."""
+    stats = emulator.stats()
+    return sum(sum(v.values()) for k, v in stats["by_path"].items() if "createOrGet" in k)
+
+
 def read_output(path: Path) -> list[dict[str, object]]:
     """Rows of an output sheet (xlsx or csv) as dicts, read back independently of bulkmeet."""
     if path.suffix == ".csv":
@@ -195,4 +212,6 @@ def read_output(path: Path) -> list[dict[str, object]]:
     ws = wb.worksheets[0]
     rows = list(ws.iter_rows(values_only=True))
     header = [str(h) for h in rows[0]]
-    return [dict(zip(header, r, strict=False)) for r in rows[1:]]
+    # write-only sheets have no <dimension>: read-only rows stop at their last non-empty cell
+    return [dict(zip(header, (*r, *[None] * (len(header) - len(r))), strict=True))
+            for r in rows[1:]]

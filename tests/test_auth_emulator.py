@@ -37,6 +37,7 @@ SECRET_APP = _id("secret-app")
 CERT_APP = _id("cert-app")
 EXPIRED_APP = _id("expired-app")
 PRIVATE_APP = _id("private-app")
+NO_ROLES_APP = _id("no-roles-app")
 UNKNOWN_APP = _id("unknown-app")
 UNKNOWN_TENANT = _id("unknown-tenant")
 SECRET = "emu-secret-" + _id("secret").replace("-", "")
@@ -66,6 +67,7 @@ def emu(tmp_path_factory, certs):
              "delegatedScopes": SCOPES},
             {**app, "clientId": CERT_APP, "certificatePem": cert_pem(cert).decode()},
             {**app, "clientId": EXPIRED_APP, "secret": "old-" + SECRET, "secretExpired": True},
+            {"clientId": NO_ROLES_APP, "secret": "noroles-" + SECRET, "accessPolicy": "global"},
             {**app, "clientId": PRIVATE_APP, "secret": "private-" + SECRET, "publicClient": False,
              "delegatedScopes": SCOPES},
         ]}]}
@@ -213,6 +215,27 @@ def test_short_lived_tokens_are_refreshed_mid_run_without_failing_requests(emu, 
     # Refresh starts 3 s before expiry: about one refresh per 3 s, never one per worker.
     assert 2 <= refreshes <= 5, refreshes
     assert len(tokens) == refreshes + 1
+
+
+def test_a_token_without_the_meetings_role_is_refused_before_any_row(emu, tmp_path, monkeypatch):
+    monkeypatch.setenv("BULKMEET_CLIENT_SECRET", "noroles-" + SECRET)
+    token = auth.build_token_provider(config(emu, tmp_path, client=NO_ROLES_APP)).token()
+    err = auth_error(lambda: auth.check_permissions(token, delegated=False))
+    assert str(err) == (
+        "The app's token has no OnlineMeetings.ReadWrite.All role: in the Azure portal open the "
+        "app registration > API permissions, add Microsoft Graph > Application permissions > "
+        "OnlineMeetings.ReadWrite.All, and click 'Grant admin consent'.")
+    monkeypatch.setenv("BULKMEET_CLIENT_SECRET", SECRET)
+    auth.check_permissions(auth.build_token_provider(config(emu, tmp_path)).token(), delegated=False)
+
+
+def test_delegated_token_without_the_meetings_scope_is_refused():
+    token = jwt.encode({"scp": "User.Read", "oid": ADA[1]}, "k" * 32, algorithm="HS256")  # not verified
+    err = auth_error(lambda: auth.check_permissions(token, delegated=True))
+    assert str(err) == ("Your sign-in has no OnlineMeetings.ReadWrite permission: add that delegated "
+                        "permission to the app registration, grant consent, then run `bulkmeet "
+                        "login` again.")
+    auth.check_permissions("not-a-jwt", delegated=True)  # unreadable: Graph decides
 
 
 # ---------------------------------------------------------------------------- app: certificate

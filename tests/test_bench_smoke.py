@@ -23,12 +23,13 @@ EXPECTED = {
     1: {"bulkmeet", "sequential", "msgraph-sdk"},
     2: {"bulkmeet", "sequential", "msgraph-sdk"},
     3: {"bulkmeet", "sequential", "msgraph-sdk"},
-    4: {"bulkmeet"},
+    4: {"bulkmeet", "bulkmeet batch"},
     5: {"bulkmeet", "pandas read+write"},
     6: {"bulkmeet"},
+    7: {"bulkmeet", "msgraph-sdk c=4", "msgraph-sdk c=16", "msgraph-sdk c=64"},
 }
-WITH_EMULATOR = {1, 2, 3, 4, 5}
-WITH_IDEAL = {1, 2, 3, 5}
+WITH_EMULATOR = {1, 2, 3, 4, 5, 7}
+WITH_IDEAL = {1, 2, 3, 5, 7}
 HAVE_SDK = importlib.util.find_spec("msgraph") is not None
 
 
@@ -77,6 +78,8 @@ def _check_row(scenario: dict, row: dict) -> None:
         ideal = _number(row["ideal_s"], positive=True)
         assert row["ratio"] == pytest.approx(wall / ideal, rel=1e-6)
     if n == 4:
+        batched = row["contender"] == "bulkmeet batch"
+        assert (row["batches"] > 0) == batched, f"{who}: {row['batches']} $batch calls"
         assert row["cpu_s_per_1000_rows"] == pytest.approx(1000 * row["cpu_s"] / row["rows"],
                                                             rel=1e-6)
     if n == 6:
@@ -101,7 +104,7 @@ def test_smoke_scenario(number: int, tmp_path: Path) -> None:
     rows = {r["contender"]: r for r in scenario["results"]}
     assert set(rows) == EXPECTED[number]
     for name, row in rows.items():
-        if name == "msgraph-sdk" and not HAVE_SDK:
+        if name.startswith("msgraph-sdk") and not HAVE_SDK:
             assert row["skipped"], "without msgraph-sdk the SDK row says it was skipped"
             continue
         assert row["skipped"] is None

@@ -186,3 +186,114 @@ def test_other_zones_round_trip(tmp_path: Path, zone: str) -> None:
         assert (e.dtstart.value.hour, e.dtstart.value.minute) == (9, 0)
     starts = sorted(e["DTSTART"].dt for e in events_icalendar(files.sections["10001"]).values())
     assert starts == [x.start for x in m]
+
+
+# -- end to end: the CLI against the emulator --------------------------------------------------
+
+def _uids(folder: Path) -> dict[str, set[str]]:
+    return {p.name: set(events_icalendar(p)) for p in sorted((folder / "organizers").glob("*.ics"))}
+
+
+def test_uids_are_stable_across_runs_and_csv_vs_xlsx_input(tmp_path, tenant, emulator, secret_env,
+                                                          run_cli) -> None:
+    from tests import helpers
+
+    rows = helpers.schedule_rows(tenant, 12)
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path)
+    (tmp_path / "x").mkdir()
+    csv_in = helpers.write_csv(tmp_path / "term.csv", rows)
+    xlsx_in = helpers.write_xlsx(tmp_path / "x" / "term.xlsx", rows)
+    first = run_cli("run", csv_in, "--config", config)
+    assert first.code == 0, first.err
+    assert f"Calendars: {tmp_path / 'term.calendars'}" in first.out
+    cal = tmp_path / "term.calendars"
+    before = {p: p.read_bytes() for p in cal.rglob("*.ics")}
+    assert run_cli("run", csv_in, "--config", config).code == 0  # rerun: nothing changed
+    assert {p: p.read_bytes() for p in cal.rglob("*.ics")} == before  # byte for byte
+    assert run_cli("run", xlsx_in, "--config", config, "--calendar", tmp_path / "xcal").code == 0
+    assert _uids(cal) == _uids(tmp_path / "xcal")
+    assert sum(len(u) for u in _uids(cal).values()) == 12
+    # every meeting in the tenant is an event, at its own time
+    meetings = {m["externalId"]: m for m in emulator.meetings()}
+    assert len(meetings) == 12
+    seen = {}
+    for path in (cal / "organizers").glob("*.ics"):
+        for e in icalendar.Calendar.from_ical(path.read_bytes()).walk("VEVENT"):
+            seen[str(e["URL"])] = e["DTSTART"].dt.astimezone(UTC)
+    for m in meetings.values():
+        assert seen[m["joinWebUrl"]] == datetime.fromisoformat(m["startDateTime"])
+    # sections: keys = ["CRN", "Date"], so each CRN is a section; students' files parse in vobject
+    sections = sorted((cal / "sections").glob("*.ics"))
+    assert [p.stem for p in sections] == sorted(r[0] for r in rows)
+    for p in sections:
+        assert len(events_vobject(p)) == 1
+
+
+def test_a_run_across_the_dst_change_keeps_local_times(tmp_path, tenant, emulator, secret_env,
+                                                        run_cli) -> None:
+    from tests import helpers
+
+    rows = [["20001", "CS1", "Week 1", tenant.teachers[0][0], "2027-03-08", "09:00", "09:50", ""],
+            ["20001", "CS1", "Week 2", tenant.teachers[0][0], "2027-03-15", "09:00", "09:50", ""]]
+    schedule = helpers.write_csv(tmp_path / "dst.csv", rows)
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path)
+    assert run_cli("run", schedule, "--config", config).code == 0
+    path = tmp_path / "dst.calendars" / "sections" / "20001.ics"
+    for events in (events_icalendar(path), events_vobject(path)):
+        starts = sorted(e["DTSTART"].dt if isinstance(e, icalendar.Event) else e.dtstart.value
+                        for e in events.values())
+        assert [(s.hour, s.minute) for s in starts] == [(9, 0), (9, 0)]
+        assert [s.astimezone(UTC).hour for s in starts] == [15, 14]
+
+
+def test_a_cancelled_meeting_is_written_cancelled_for_organizer_and_students(
+        tmp_path, tenant, emulator, secret_env, run_cli) -> None:
+    from tests import helpers
+
+    rows = helpers.schedule_rows(tenant, 12)
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path)
+    schedule = helpers.write_csv(tmp_path / "term.csv", rows)
+    assert run_cli("run", schedule, "--config", config).code == 0
+    gone = rows[3]
+    helpers.write_csv(schedule, rows[:3] + rows[4:])
+    result = run_cli("run", schedule, "--config", config, "--cancel-removed")
+    assert result.code == 0, result.err + result.out
+    cal = tmp_path / "term.calendars"
+    organizer = cal / "organizers" / f"{gone[3]}.ics"
+    section = cal / "sections" / f"{gone[0]}.ics"
+    for path in (organizer, section):
+        statuses = {str(e["SUMMARY"]): (str(e["STATUS"]), int(e["SEQUENCE"]))
+                    for e in icalendar.Calendar.from_ical(path.read_bytes()).walk("VEVENT")}
+        assert statuses[f"{gone[1]}: {gone[2]}"] == ("CANCELLED", 1)
+        v = [e for e in events_vobject(path).values() if e.summary.value == f"{gone[1]}: {gone[2]}"]
+        assert v[0].status.value == "CANCELLED"
+    report = (tmp_path / "term.results.html").read_text(encoding="utf-8")
+    assert '<b data-count="cancelled">1</b>' in report
+
+
+def test_a_moved_meeting_bumps_sequence_and_keeps_its_uid(tmp_path, tenant, emulator, secret_env,
+                                                         run_cli) -> None:
+    from tests import helpers
+
+    rows = helpers.schedule_rows(tenant, 4)
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path)
+    schedule = helpers.write_csv(tmp_path / "term.csv", rows)
+    assert run_cli("run", schedule, "--config", config).code == 0
+    path = tmp_path / "term.calendars" / "sections" / f"{rows[0][0]}.ics"
+    (uid, before), = events_icalendar(path).items()
+    assert int(before["SEQUENCE"]) == 0
+    files = sorted((tmp_path / "term.calendars").rglob("*.ics"))
+    inodes = {p: p.stat().st_ino for p in files}
+    rows[0][5], rows[0][6] = "14:00", "14:50"
+    helpers.write_csv(schedule, rows)
+    assert run_cli("run", schedule, "--config", config).code == 0
+    (uid_after, after), = events_icalendar(path).items()
+    assert uid_after == uid and int(after["SEQUENCE"]) == 1
+    assert (after["DTSTART"].dt.hour, after["DTSTART"].dt.minute) == (14, 0)
+    # only the moved meeting's two files were written again (atomic writes make new inodes)
+    rewritten = sorted(p.name for p in files if p.stat().st_ino != inodes[p])
+    assert rewritten == sorted([path.name, f"{rows[0][3]}.ics"])

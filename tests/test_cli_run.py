@@ -6,20 +6,7 @@ import json
 from pathlib import Path
 
 from tests import helpers
-
-
-def setup_run(tmp_path, tenant, emulator, n=24, fmt="xlsx", **cfg):
-    rows = helpers.schedule_rows(tenant, n)
-    writer = helpers.write_xlsx if fmt == "xlsx" else helpers.write_csv
-    schedule = writer(tmp_path / f"schedule.{fmt}", rows)
-    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
-                                  emulator.ca_path, **cfg)
-    return schedule, config, rows
-
-
-def create_calls(emulator) -> int:
-    stats = emulator.stats()
-    return sum(sum(v.values()) for k, v in stats["by_path"].items() if "createOrGet" in k)
+from tests.helpers import create_calls, setup_run
 
 
 def test_run_creates_one_meeting_per_row_and_the_output_matches_the_tenant(
@@ -58,12 +45,13 @@ def test_second_run_sends_nothing_and_reports_existing(tmp_path, tenant, emulato
 def test_csv_in_csv_out_and_the_output_can_be_fed_back(tmp_path, tenant, emulator, secret_env,
                                                       run_cli):
     schedule, config, _ = setup_run(tmp_path, tenant, emulator, n=6, fmt="csv")
-    assert run_cli("run", schedule, "--config", config).code == 0
-    output = tmp_path / "schedule.results.csv"
+    output = tmp_path / "schedule.results.csv"  # CSV output only when asked: .xlsx is the default
+    assert run_cli("run", schedule, "--config", config, "--output", output).code == 0
     first = helpers.read_output(output)
     fed = tmp_path / "fed.csv"
     fed.write_bytes(output.read_bytes())
-    again = run_cli("run", fed, "--config", config, "--full")
+    again = run_cli("run", fed, "--config", config, "--full", "--output",
+                    tmp_path / "fed.results.csv")
     assert again.code == 0 and "6 rows: 0 created, 6 existing" in again.out
     second = helpers.read_output(tmp_path / "fed.results.csv")
     assert [r["externalId"] for r in second] == [r["externalId"] for r in first]
@@ -76,10 +64,22 @@ def test_dry_run_sends_nothing_and_shows_each_request(tmp_path, tenant, emulator
     result = run_cli("run", schedule, "--config", config, "--dry-run")
     assert result.code == 0, result.err
     assert emulator.stats()["requests"] == 0
-    out = helpers.read_output(tmp_path / "schedule.results.xlsx")
+    out = helpers.read_output(tmp_path / "schedule.dry-run.xlsx")
     assert {r["status"] for r in out} == {"planned"}
     assert out[0]["request"].startswith("POST /v1.0/users/")
     assert '"externalId"' in out[0]["request"]
+    assert not (tmp_path / "schedule.results.xlsx").exists()
+
+
+def test_a_dry_run_never_overwrites_the_last_real_results(tmp_path, tenant, emulator,
+                                                          secret_env, run_cli):
+    schedule, config, _ = setup_run(tmp_path, tenant, emulator, n=4)
+    assert run_cli("run", schedule, "--config", config).code == 0
+    real = (tmp_path / "schedule.results.xlsx").read_bytes()
+    assert run_cli("run", schedule, "--config", config, "--dry-run").code == 0
+    assert (tmp_path / "schedule.results.xlsx").read_bytes() == real
+    links = {r["joinWebUrl"] for r in helpers.read_output(tmp_path / "schedule.results.xlsx")}
+    assert len(links) == 4 and None not in links
 
 
 def test_bad_rows_are_reported_and_good_rows_still_run(tmp_path, tenant, emulator, secret_env,
@@ -95,7 +95,7 @@ def test_bad_rows_are_reported_and_good_rows_still_run(tmp_path, tenant, emulato
     result = run_cli("run", schedule, "--config", config)
     assert result.code == 1
     assert "7 rows: 3 created, 0 existing, 0 failed, 3 invalid" in result.out
-    out = {int(i) + 2: r for i, r in enumerate(helpers.read_output(tmp_path / "s.results.csv"))}
+    out = {int(i) + 2: r for i, r in enumerate(helpers.read_output(tmp_path / "s.results.xlsx"))}
     assert out[3]["status"] == "invalid" and "Start" in out[3]["error"] and "25:00" in out[3]["error"]
     assert out[4]["status"] == "invalid" and "End" in out[4]["error"]
     assert out[5]["status"] == "invalid" and "not-an-address" in out[5]["error"]
@@ -119,7 +119,7 @@ def test_organizer_without_access_policy_fails_only_their_rows_and_is_named_once
     blocked_upn = tenant.teachers[-1][0]
     assert result.err.count(f"Organizer {blocked_upn}") == 1
     assert "New-CsApplicationAccessPolicy" in result.err
-    out = helpers.read_output(tmp_path / "s.results.csv")
+    out = helpers.read_output(tmp_path / "s.results.xlsx")
     failed = [r for r in out if r["status"] == "failed"]
     assert failed and all(r["Teacher"] == blocked_upn for r in failed)
     assert all("Grant-CsApplicationAccessPolicy" in r["error"] for r in failed)

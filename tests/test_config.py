@@ -123,14 +123,23 @@ def test_secrets_are_refused_without_echoing_them(tmp_path):
     ('[graph]\nbase_url = "http://graph.example.com"\n',
      "[graph] base_url 'http://graph.example.com' must be an https:// URL (plain http is allowed only "
      "for a loopback address such as 127.0.0.1)."),
-    ('[graph]\nread_timeout = 0\n', "[graph] connect_timeout and read_timeout must be more than 0 seconds."),
+    ('[graph]\nread_timeout = 0\n', "[graph] read_timeout must be a number of seconds more than 0 "
+                                    "and at most 3600 (it is 0); for example read_timeout = 60."),
     ('[graph]\nresolve_upns = "yes"\n', '[graph] resolve_upns must be true or false (it is "yes").'),
     ('[auth]\nmode = "user"\n', '[auth] mode must be "app" or "delegated" (it is "user").'),
     ('[auth]\nclient_id = "my-app"\n', '[auth] client_id "my-app" is not a GUID: use the Application '
-                                       "(client) ID from the app registration's Overview page."),
-    ('[auth]\ntenant_id = "contoso tenant"\n', '[auth] tenant_id "contoso tenant" is not a tenant id: use '
-     "the Directory (tenant) ID GUID from the app registration's Overview page, or the tenant's domain "
-     "(contoso.onmicrosoft.com)."),
+                                       "(client) ID from the app registration's Overview page (not the "
+                                       "secret, not the object ID)."),
+    ('[auth]\ntenant_id = "contoso tenant"\n', '[auth] tenant_id "contoso tenant" is neither a GUID nor a '
+     "domain such as contoso.onmicrosoft.com: use the Directory (tenant) ID GUID from the app "
+     "registration's Overview page, or the tenant's domain (contoso.onmicrosoft.com)."),
+    ('[auth]\ntenant_id = "common"\n', '[auth] tenant_id "common" lets personal Microsoft accounts sign '
+     "in, which bulkmeet does not support: use the Directory (tenant) ID GUID from the app "
+     "registration's Overview page, or the tenant's domain (contoso.onmicrosoft.com) (or "
+     '"organizations" with mode = "delegated").'),
+    ('[auth]\ntenant_id = "organizations"\n', '[auth] tenant_id "organizations" works only when a person '
+     'signs in (mode = "delegated"); an app signs in to its own tenant: use the Directory (tenant) ID '
+     "GUID from the app registration's Overview page, or the tenant's domain (contoso.onmicrosoft.com)."),
     ('[run]\nconcurrency = 0\n', "[run] concurrency must be at least 1."),
     ('[run]\nconcurrency = 2.5\n', "[run] concurrency must be a whole number (it is 2.5)."),
     ('[run]\nconcurency = 2\n', "unknown key 'concurency' in [run]. Did you mean 'concurrency'?"),
@@ -146,6 +155,75 @@ def test_loopback_http_and_numbers_are_accepted(tmp_path):
                                       '[auth]\ntenant_id = "contoso.onmicrosoft.com"\n'
                                       'client_id = "210EBC0A-C674-5B7A-866F-C2CC1251EC0A"\n' + MINIMAL))
     assert cfg.graph.base_url == "http://127.0.0.1:8443/" and cfg.graph.connect_timeout == 3.0
+
+
+def test_tenants_by_domain_and_organizations_for_a_person(tmp_path):
+    for tenant in ("school.example", "contoso.onmicrosoft.com", "{AB124DA5-DB7B-5A4A-908B-9F2538C5D372}"):
+        assert load_config(write(tmp_path, f'[auth]\ntenant_id = "{tenant}"\n' + MINIMAL)).auth.tenant_id \
+            == tenant
+    cfg = load_config(write(tmp_path, '[auth]\nmode = "delegated"\ntenant_id = "organizations"\n' + MINIMAL))
+    assert cfg.delegated and cfg.auth.tenant_id == "organizations"
+
+
+# Plain http is for loopback only, and what is checked must be what the HTTP client connects to:
+# urllib3 ends the host at a backslash where urllib.parse does not (issue 12, item 5).
+HOSTILE_URLS = [
+    ("http://127.0.0.5\\@127.0.0.1:8443",
+     "'http://127.0.0.5\\@127.0.0.1:8443' contains a backslash: URL parsers disagree about where its "
+     "host ends; write the URL with forward slashes only."),
+    ("http://graph.example.com\\@127.0.0.1",
+     "'http://graph.example.com\\@127.0.0.1' contains a backslash: URL parsers disagree about where "
+     "its host ends; write the URL with forward slashes only."),
+    ("http://ops:hunter2@127.0.0.1:8443",
+     "must not contain a user name or password before the host (user@...): remove it; bulkmeet "
+     "never sends credentials in a URL."),
+    ("https://graph.microsoft.com@evil.example",
+     "must not contain a user name or password before the host (user@...): remove it; bulkmeet "
+     "never sends credentials in a URL."),
+    ("http://127.0.0.%31:8443",
+     "'http://127.0.0.%31:8443' has a percent-encoded host: write the host name plainly (e.g. "
+     "127.0.0.1)."),
+    ("http://[fe80::1%25eth0]:8443",
+     "'http://[fe80::1%25eth0]:8443' names an IPv6 zone (%...): zones are not supported; use [::1] "
+     "or a global address."),
+    ("http://localhost.:8443",
+     "'http://localhost.:8443': the host 'localhost.' ends with a dot: remove it."),
+    ("http://127.1:8443",
+     "'http://127.1:8443': the host '127.1' is not a valid IP address: write four numbers from 0 to "
+     "255, e.g. 127.0.0.1."),
+    ("http://2130706433/",
+     "'http://2130706433/': the host '2130706433' is not a valid IP address: write four numbers from "
+     "0 to 255, e.g. 127.0.0.1."),
+    ("http://127.0.0.1#@evil.example/",
+     "'http://127.0.0.1#@evil.example/' must not have a ?query or #fragment: remove it."),
+    ("https://graph.microsoft.com:0",
+     "'https://graph.microsoft.com:0' has an invalid port: use a number from 1 to 65535, or leave the "
+     "port out."),
+    ("https://grаph.microsoft.com",  # a Cyrillic 'а'
+     "'https://grаph.microsoft.com': the host has non-ASCII characters: write it in its xn-- form "
+     "(xn--grph-63d.microsoft.com)."),
+    ("http://127.0.0.1\x1b]0;owned\x07:8443",
+     "'http://127.0.0.1\\x1b]0;owned\\x07:8443' contains a space or control character: remove it."),
+    ("http://[::ffff:10.0.0.1]:8443",
+     "'http://[::ffff:10.0.0.1]:8443' must be an https:// URL (plain http is allowed only for a "
+     "loopback address such as 127.0.0.1)."),
+]
+
+
+@pytest.mark.parametrize("url,expected", HOSTILE_URLS, ids=[u for u, _ in HOSTILE_URLS])
+def test_hostile_base_urls_are_refused_with_exact_text(tmp_path, url, expected):
+    toml_url = url.replace("\\", "\\\\").replace("\x1b", "\\u001b").replace("\x07", "\\u0007")
+    message = error(tmp_path, f'[graph]\nbase_url = "{toml_url}"\n' + MINIMAL)
+    assert message == f"[graph] base_url {expected}"
+    assert "hunter2" not in message
+
+
+def test_hostile_authority_host_is_refused_the_same_way(tmp_path):
+    message = error(tmp_path, '[auth]\nauthority_host = "https://login.example.com\\\\@127.0.0.1"\n'
+                    + MINIMAL)
+    assert message == ("[auth] authority_host 'https://login.example.com\\@127.0.0.1' contains a "
+                       "backslash: URL parsers disagree about where its host ends; write the URL "
+                       "with forward slashes only.")
 
 
 def test_file_problems(tmp_path):

@@ -121,3 +121,32 @@ def test_dates_are_real_date_cells(tmp_path: Path) -> None:
     _, rows = rows_of(files.workbooks["bob@test.example"])
     assert rows[0]["Date"].value.date() == date(2027, 3, 9)
     assert rows[0]["Start"].value == time(13, 0)
+
+
+def test_handouts_of_a_real_run_link_to_the_tenants_meetings(tmp_path, tenant, emulator,
+                                                             secret_env, run_cli) -> None:
+    from tests import helpers
+
+    rows = helpers.schedule_rows(tenant, 9)
+    schedule = helpers.write_xlsx(tmp_path / "term.xlsx", rows)
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path)
+    assert run_cli("run", schedule, "--config", config, "--handouts", tmp_path / "out").code == 0
+    by_url = {m["joinWebUrl"]: m for m in emulator.meetings()}
+    total = 0
+    for upn, _ in tenant.teachers[:-1]:
+        _, lines = rows_of(tmp_path / "out" / f"{upn}.xlsx")
+        starts = [datetime.combine(r["Date"].value.date(), r["Start"].value) for r in lines]
+        assert starts == sorted(starts)
+        for r in lines:
+            m = by_url[r["Join"].hyperlink.target]
+            assert m["subject"] == r["Subject"].value
+            assert m["joinMeetingIdSettings"]["passcode"] == r["Passcode"].value
+            utc = datetime.fromisoformat(m["startDateTime"])
+            assert utc.astimezone(CHICAGO).replace(tzinfo=None) == datetime.combine(
+                r["Date"].value.date(), r["Start"].value)
+        total += len(lines)
+    assert total == 9
+    with (tmp_path / "out" / "mail-merge.csv").open(encoding="utf-8-sig", newline="") as f:
+        merged = list(csv.DictReader(f))
+    assert sorted(r["Email"] for r in merged) == sorted(u for u, _ in tenant.teachers[:-1])

@@ -18,7 +18,7 @@ from bulkmeet.errors import BulkmeetError, ExitStatus, InputError, LockedError
 from bulkmeet.journal import (
     Journal,
     JournalWriteError,
-    _RunLock,
+    RunLock,
     default_journal_path,
     lock_path_for,
 )
@@ -406,7 +406,7 @@ def test_a_lock_that_cannot_be_created_is_a_write_failure_exit_6(tmp_path: Path)
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("x")
     with pytest.raises(BulkmeetError) as err:
-        _RunLock.acquire(blocked / "term.journal.lock", "term.csv")
+        RunLock.acquire(blocked / "term.journal.lock", "term.csv")
     assert err.value.exit_status == ExitStatus.WRITE_FAILED
     assert str(err.value).startswith(f"Cannot create the lock file {blocked}/term.journal.lock")
 

@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -103,7 +104,8 @@ def written(tmp_path: Path) -> tuple[Path, Path]:
 def test_default_output_path() -> None:
     assert default_output_path(Path("/s/fall.xlsx")) == Path("/s/fall.results.xlsx")
     assert default_output_path(Path("/s/fall.XLSM")) == Path("/s/fall.results.xlsx")
-    assert default_output_path(Path("term 2.CSV")) == Path("term 2.results.csv")
+    # a CSV schedule gets an .xlsx too: links, colours and the Summary sheet are the point
+    assert default_output_path(Path("term 2.CSV")) == Path("term 2.results.xlsx")
 
 
 def test_summary_line_and_dict() -> None:
@@ -139,7 +141,7 @@ def test_xlsx_layout(written: tuple[Path, Path]) -> None:
 def test_xlsx_results_links_and_colours(written: tuple[Path, Path]) -> None:
     ws = openpyxl.load_workbook(written[0])["Fall"]
     header = [c.value for c in ws[1]]
-    rows = [{h: c for h, c in zip(header, row)} for row in ws.iter_rows(min_row=2)]
+    rows = [{h: c for h, c in zip(header, row, strict=True)} for row in ws.iter_rows(min_row=2)]
     assert [r["status"].value for r in rows] == [
         CREATED, EXISTING, FAILED, INVALID, DUPLICATE, PENDING]
     fills = [r["status"].fill.fgColor.rgb[-6:] for r in rows]
@@ -439,3 +441,55 @@ def test_atomic_write_creates_a_new_file(tmp_path: Path) -> None:
         handle.write(b"hello")
         assert not (tmp_path / "new.txt").exists()  # nothing visible until the block ends
     assert (tmp_path / "new.txt").read_bytes() == b"hello"
+
+
+def people_outcomes() -> dict[tuple[int, int], RowOutcome]:
+    """Row 2 before the 2027-03-14 DST change, row 3 after it, row 5 a duplicate of row 2."""
+    def info(n: int, start: str, end: str) -> MeetingInfo:
+        return replace(meeting(n), start_utc=start, end_utc=end, subject=f"CS10{n}: Intro",
+                       options_url=f"https://teams.example/meetingOptions/?n={n}",
+                       toll_free_number="+1 800-555-0199")
+
+    return {
+        (2, 0): RowOutcome(2, CREATED, "ext-2", info(2, "2027-03-08T15:00:00.0000000Z",
+                                                     "2027-03-08T16:15:00.0000000Z"), 201),
+        (3, 0): RowOutcome(3, CREATED, "ext-3", info(3, "2027-03-15T14:00:00.0000000Z",
+                                                     "2027-03-15T15:15:00.0000000Z"), 201),
+        (5, 0): RowOutcome(5, DUPLICATE, "ext-2", error="Same externalId as row 2."),
+    }
+
+
+def test_local_times_subject_and_options_link_in_xlsx(tmp_path: Path) -> None:
+    out = tmp_path / "out.xlsx"
+    write_output(out, make_sheet(tmp_path), people_outcomes(), summary(),
+                 time_zone="America/Chicago")
+    ws = openpyxl.load_workbook(out).worksheets[0]
+    header = [c.value for c in ws[1]]
+    col = {name: header.index(name) + 1 for name in header}
+    assert col["startLocal"] == col["startDateTimeUtc"] - 2  # beside the UTC columns
+    # 9:00 wall time on both sides of the DST change; real date-time cells
+    for r in (2, 3):
+        start = ws.cell(r, col["startLocal"])
+        assert start.is_date and start.number_format == "yyyy-mm-dd hh:mm"
+        assert (start.value.hour, start.value.minute) == (9, 0)
+        assert ws.cell(r, col["endLocal"]).value.time() == time(10, 15)
+    assert ws.cell(2, col["startLocal"]).value == datetime(2027, 3, 8, 9, 0)
+    assert ws.cell(2, col["meetingSubject"]).value == "CS102: Intro"
+    options = ws.cell(2, col["meetingOptionsWebUrl"])
+    assert options.hyperlink.target == "https://teams.example/meetingOptions/?n=2"
+    assert ws.cell(2, col["tollFreeNumber"]).value == "+1 800-555-0199"
+
+
+def test_rows_that_share_a_meeting_carry_its_link(tmp_path: Path) -> None:
+    for name in ("out.xlsx", "out.csv"):
+        write_output(tmp_path / name, make_sheet(tmp_path), people_outcomes(), summary(),
+                     time_zone="America/Chicago")
+    xlsx = openpyxl.load_workbook(tmp_path / "out.xlsx").worksheets[0]
+    header = [c.value for c in xlsx[1]]
+    link = xlsx.cell(4, header.index("joinWebUrl") + 1)  # sheet row 5 is the third line
+    assert xlsx.cell(4, header.index("status") + 1).value == DUPLICATE
+    assert link.hyperlink.target == f"{URL}&n=2"
+    with (tmp_path / "out.csv").open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[2]["joinWebUrl"] == f"{URL}&n=2" and rows[2]["error"].startswith("Same externalId")
+    assert rows[0]["startLocal"] == "2027-03-08 09:00" and rows[1]["startLocal"] == "2027-03-15 09:00"

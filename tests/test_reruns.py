@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tests import helpers
-from tests.test_cli_run import create_calls, setup_run
+from tests.helpers import create_calls, setup_run
 
 
 def spawn(schedule: Path, config: Path, *extra: str) -> subprocess.Popen:
@@ -51,10 +51,10 @@ def test_thirty_percent_faults_every_row_gets_exactly_one_meeting(tmp_path, tena
     stats = emulator.stats()
     assert sum(stats["faults"].values()) > 5  # faults really happened
     assert len(one_meeting_per_external_id(emulator)) == 30
-    out = helpers.read_output(tmp_path / "schedule.results.csv")
+    out = helpers.read_output(tmp_path / "schedule.results.xlsx")
     attempts = [int(r["attempts"]) for r in out]
     assert min(attempts) >= 1 and max(attempts) > 1
-    assert_output_agrees_with_tenant(tmp_path / "schedule.results.csv", emulator, 30)
+    assert_output_agrees_with_tenant(tmp_path / "schedule.results.xlsx", emulator, 30)
 
 
 def test_rate_limit_below_offered_load_finishes_clean_with_few_429s(tmp_path, tenant, emulator,
@@ -82,7 +82,7 @@ def test_kill_9_at_several_points_then_rerun_until_done(tmp_path, tenant, emulat
     emulator.configure(latency_ms=(1, 4))
     n = 3000
     schedule, config, _ = setup_run(tmp_path, tenant, emulator, n=n, fmt="csv")
-    output = tmp_path / "schedule.results.csv"
+    output = tmp_path / "schedule.results.xlsx"
     for share in (0.15, 0.45, 0.75):  # kill -9 when the tenant has this share of the meetings
         proc = spawn(schedule, config)
         wait_for_meetings(emulator, int(share * n), proc)
@@ -112,7 +112,7 @@ def test_sigterm_finishes_in_flight_rows_writes_everything_and_a_rerun_completes
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 4, err
-    rows = helpers.read_output(tmp_path / "schedule.results.csv")
+    rows = helpers.read_output(tmp_path / "schedule.results.xlsx")
     statuses = collections.Counter(r["status"] for r in rows)
     assert statuses["created"] > 0 and statuses["pending"] > 0
     assert set(statuses) <= {"created", "pending"}
@@ -122,7 +122,7 @@ def test_sigterm_finishes_in_flight_rows_writes_everything_and_a_rerun_completes
     proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert create_calls(emulator) - sent_before == statuses["pending"]  # only what was left
-    assert_output_agrees_with_tenant(tmp_path / "schedule.results.csv", emulator, n)
+    assert_output_agrees_with_tenant(tmp_path / "schedule.results.xlsx", emulator, n)
 
 
 def test_overlapping_runs_the_second_exits_at_once(tmp_path, tenant, emulator, secret_env):
@@ -138,21 +138,24 @@ def test_overlapping_runs_the_second_exits_at_once(tmp_path, tenant, emulator, s
     assert first.returncode == 0
 
 
-def test_changed_row_is_resent_and_flagged(tmp_path, tenant, emulator, secret_env, run_cli):
+def test_changed_row_is_updated_not_resent(tmp_path, tenant, emulator, secret_env, run_cli):
+    """The sheet is the truth: a changed time is PATCHed (bulkmeet.sync), not re-sent to a
+    createOrGet that would ignore it."""
     rows = helpers.schedule_rows(tenant, 5)
     schedule = helpers.write_csv(tmp_path / "s.csv", rows)
     config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
                                   emulator.ca_path)
-    assert run_cli("run", schedule, "--config", config).code == 0
+    output = tmp_path / "s.results.xlsx"
+    assert run_cli("run", schedule, "--config", config, "--output", output).code == 0
     before = create_calls(emulator)
     rows[2][5], rows[2][6] = "13:00", "13:50"  # the time changed; keys (CRN, Date) did not
     helpers.write_csv(schedule, rows)
-    result = run_cli("run", schedule, "--config", config)
-    assert result.code == 0
-    assert create_calls(emulator) - before == 1
-    out = helpers.read_output(tmp_path / "s.results.csv")
-    assert out[2]["status"] == "existing" and "differs from the sheet" in out[2]["warning"]
-    assert not any(r["warning"] for i, r in enumerate(out) if i != 2)
+    result = run_cli("run", schedule, "--config", config, "--output", output)
+    assert result.code == 0, result.err
+    assert create_calls(emulator) == before
+    out = helpers.read_output(output)
+    assert out[2]["status"] == "updated" and out[2]["changes"].startswith("start 10:00→13:00")
+    assert not any(r["warning"] for r in out)
 
 
 def test_retry_failed_sends_only_failed_rows_and_full_sends_all(tmp_path, tenant, emulator,
@@ -174,7 +177,7 @@ def test_retry_failed_sends_only_failed_rows_and_full_sends_all(tmp_path, tenant
     result = run_cli("run", schedule, "--config", config, "--retry-failed")
     assert result.code == 1  # the two new rows were not sent: pending
     assert create_calls(emulator) - before == 2
-    statuses = [r["status"] for r in helpers.read_output(tmp_path / "s.results.csv")]
+    statuses = [r["status"] for r in helpers.read_output(tmp_path / "s.results.xlsx")]
     assert statuses == ["existing"] * 4 + ["created"] * 2 + ["pending"] * 2
     before = create_calls(emulator)
     assert run_cli("run", schedule, "--config", config, "--full").code == 0

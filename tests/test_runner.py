@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from bulkmeet.graph import GraphResponse
 from bulkmeet.models import CREATED, EXISTING, FAILED, MeetingRequest
+from bulkmeet.quota import MeetingQuota
 from bulkmeet.runner import (
     Completed,
-    Gate,
     Operation,
     RetryPolicy,
     Runner,
@@ -128,32 +128,6 @@ def test_upns_are_resolved_once_each_and_unknown_ones_reported():
     assert sum(1 for c in graph.calls if c[0] == "getUser") == 2
 
 
-def test_gate_paces_at_the_advertised_rate_limit():
-    gate = Gate(8, clock=time.monotonic)
-    gate.acquire(threading.Event())
-    gate.release(GraphResponse(201, {}, {"RateLimit-Limit": "20", "RateLimit-Remaining": "19",
-                                          "RateLimit-Reset": "1"}))
-    assert gate.rate is not None and 18 <= gate.rate <= 20
-    gate.acquire(threading.Event())
-    gate.release(GraphResponse(429, {}, {"Retry-After": "2", "RateLimit-Limit": "20",
-                                          "RateLimit-Remaining": "0", "RateLimit-Reset": "2"}))
-    assert gate.paused_until - time.monotonic() > 1.5  # the app's budget is spent: everyone waits
-    assert gate.limit == 4
-
-
-def test_a_lone_429_delays_its_row_but_a_cluster_pauses_everyone():
-    gate = Gate(8)
-    stop = threading.Event()
-    lone = GraphResponse(429, {}, {"Retry-After": "2"})
-    gate.acquire(stop)
-    gate.release(lone)
-    assert gate.paused_until < time.monotonic() and gate.limit == 8
-    for _ in range(2):
-        gate.acquire(stop)
-        gate.release(lone)
-    assert gate.paused_until - time.monotonic() > 1.5 and gate.limit == 4
-
-
 def test_existing_meeting_that_differs_from_the_sheet_gets_a_warning():
     start = datetime(2027, 2, 1, 15, 0, tzinfo=UTC)
     r = req(0, start=start, end=datetime(2027, 2, 1, 16, 0, tzinfo=UTC))
@@ -217,3 +191,51 @@ def test_unresolved_organizers_fail_with_the_given_sentence_without_a_request():
                             organizer_problems={upn: "Organizer nobody@school.example was not found."})
     assert results["ext-0"].error == "Organizer nobody@school.example was not found."
     assert stats.requests == 0 and upn in stats.blocked_organizers
+
+
+def test_an_organizer_at_the_monthly_cap_is_not_sent_and_gets_one_note():
+    other = "0a4c9b67-3046-51d6-9b36-0c0ca27bd9cc"
+    quota = MeetingQuota({ORG: 1999}, month="2027-03")
+    graph = FakeGraph()
+    results, stats, _ = run(graph, [req(0), req(1), req(2), req(3, organizer=other)],
+                            concurrency=1, quota=quota)
+    assert [results[f"ext-{i}"].status for i in range(4)] == [CREATED, FAILED, FAILED, CREATED]
+    assert stats.requests == 2  # the cap was reached by row 1: rows 2 and 3 of ORG never sent
+    note = stats.blocked_organizers[ORG]
+    assert results["ext-1"].error == note == results["ext-2"].error
+    assert "2,000 meetings per calendar month" in note and "2027-03" in note
+    assert quota.used(ORG) == 2000 and quota.used(other) == 1
+
+
+def test_the_90_percent_warning_is_given_once_per_organizer():
+    quota = MeetingQuota({ORG: 1799}, month="2027-03")
+    assert not quota.warnings
+    run(FakeGraph(), [req(0), req(1)], concurrency=1, quota=quota)
+    assert list(quota.warnings) == [ORG] and "1,800 of Graph's 2,000" in quota.warnings[ORG]
+
+
+def test_graphs_own_cap_answer_stops_the_organizer_without_pausing_the_app():
+    """Meetings made outside bulkmeet are not in the journal: three 429s without Retry-After
+    in a row for one organizer are taken as the cap, not as throttling."""
+    graph = FakeGraph()
+    refusal = error(429, "TooManyRequests", "An error has occurred.")
+    for i in range(3):
+        graph.script[f"ext-{i}"] = [refusal] * 3
+    results, stats, runner = run(graph, [req(i) for i in range(5)], concurrency=1)
+    assert {results[f"ext-{i}"].status for i in range(5)} == {FAILED}
+    assert "Graph refused new meetings for them" in results["ext-4"].error
+    assert runner.gate.throttle_events == 0 and runner.gate.rate is None
+    assert stats.requests < 10
+
+
+def test_batching_sends_up_to_20_rows_per_call_with_per_item_answers():
+    graph = FakeGraph()
+    graph.script["ext-3"] = [error(429, "TooManyRequests", **{"Retry-After": "0"})]
+    graph.script["ext-4"] = [error(400, "BadRequest", "An error has occurred.")]
+    results, stats, _ = run(graph, [req(i) for i in range(45)], concurrency=1, batch=True)
+    assert len(results) == 45
+    assert results["ext-3"].status == CREATED and results["ext-3"].attempts == 2
+    assert results["ext-4"].status == FAILED and results["ext-4"].http_status == 400
+    batches = [int(c[2]) for c in graph.calls if c[0] == "batch"]
+    assert max(batches) == 20 and stats.batches == len(batches)
+    assert stats.requests == 46  # every item counts, the retried one twice

@@ -150,3 +150,35 @@ def test_chart_scales_to_the_term(n: int) -> None:
     meetings = [published(i, start + timedelta(days=i)) for i in range(n)]
     html = render(SUMMARY, meetings=meetings)
     assert html.count("<rect ") == n
+
+
+def test_a_real_run_report_matches_its_summary_json(tmp_path, tenant, emulator, secret_env,
+                                                    run_cli) -> None:
+    """The CLI against the emulator: failed (no access policy), invalid and created rows; the
+    page Chromium renders says what --summary-json says, and lists the admin command."""
+    import json
+
+    from tests import helpers
+
+    rows = helpers.schedule_rows(tenant, 9, teachers=len(tenant.teachers))  # last: no policy
+    rows.append(["99999", "CS1", "Bad", tenant.teachers[0][0], "2027-03-01", "25:00", "26:00", ""])
+    schedule = helpers.write_csv(tmp_path / "term.csv", rows)
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path)
+    result = run_cli("run", schedule, "--config", config, "--summary-json", tmp_path / "s.json")
+    assert result.code == 1, result.err
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["failed"] and summary["invalid"] == 1 and summary["created"]
+    report = tmp_path / "term.results.html"
+    assert f"Report: {report}" in result.out
+    found = _Collect()
+    found.feed(browser.dump_dom(report))
+    assert found.counts and all(found.counts[k] == str(summary[k]) for k in found.counts)
+    assert {"total_rows", "created", "failed", "invalid"} <= set(found.counts)
+    assert sum(found.bars.values()) == summary["created"]
+    dom = report.read_text(encoding="utf-8")
+    blocked = tenant.teachers[-1][0]
+    assert "Grant-CsApplicationAccessPolicy" in dom and blocked in dom
+    assert secret_env not in dom  # the client secret never reaches a report
+    png = browser.screenshot(report, tmp_path / "run.png")
+    assert len(Image.open(png).convert("RGB").getcolors(1 << 20) or []) > 20

@@ -5,8 +5,9 @@ import importlib.util
 import json
 import zipfile
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -86,3 +87,49 @@ def test_sample_term_crosses_the_dst_change(plans):
     hours = {r.start.date().isoformat(): r.start.hour for r in ada}  # 9:00 AM Chicago in UTC
     assert hours["2027-03-08"] == 15 and hours["2027-03-15"] == 14
     assert all(r.end is not None and r.end > r.start for r in plans[".csv"].requests)
+
+
+# --- the registrar-export sample (samples/registrar/) --------------------------------------------
+
+REGISTRAR = SAMPLES / "registrar"
+
+
+def test_committed_registrar_sample_is_what_the_generator_writes(tmp_path):
+    spec = importlib.util.spec_from_file_location("make_samples", SAMPLES / "make_samples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module.main(["make_samples.py", str(tmp_path)])
+    for name in ("export.csv", "staff.csv", "terms.csv"):
+        assert (tmp_path / "registrar" / name).read_bytes() == (REGISTRAR / name).read_bytes(), \
+            f"registrar/{name} is stale: run python samples/make_samples.py"
+
+
+@pytest.fixture(scope="module")
+def registrar_plan():
+    cfg = load_config(REGISTRAR / "bulkmeet.toml")
+    return cfg, plan_rows(read_sheet(REGISTRAR / "export.csv"), cfg, now=NOW)
+
+
+def test_registrar_sample_has_every_shape_and_plans_as_the_readme_says(registrar_plan, directory):
+    cfg, plan = registrar_plan
+    assert cfg.pattern is not None and cfg.pattern.meetings == "session"
+    assert len(plan.requests) == 254
+    assert [(i.row, i.column) for i in plan.invalid] == [(14, "Instructor"), (15, "Instructor")]
+    assert [s.row for s in plan.skipped] == [11, 12, 13]
+    policy = set(directory["apps"][0]["accessPolicy"])
+    ids = {u["userPrincipalName"]: u["id"] for u in directory["users"]}
+    assert {ids[r.organizer] for r in plan.requests} <= policy  # every valid meeting can be made
+    subjects = {r.subject for r in plan.requests}
+    assert "ACCT 4350-001: Atg Measurement & Disclosure" in subjects
+    assert "BIOL 1406-002: Biology for Science Majors I" in subjects
+    by_row = Counter(r.row for r in plan.requests)
+    assert by_row[6] == by_row[7]  # CHEM 1411: two blocks a day, same days
+    cal1 = [r for r in plan.requests if r.row == 2]  # MWF, part 1
+    days = [r.start.astimezone(ZoneInfo("America/Chicago")).date() for r in cal1 if r.start]
+    assert not [d for d in days if date(2027, 3, 15) <= d <= date(2027, 3, 19)]  # spring break
+    assert date(2027, 4, 2) not in days  # Good Friday closure
+    hours = {r.start.hour for r in cal1 if r.start}
+    assert hours == {14, 15}  # 9:00 AM CST and CDT: the term crosses the DST switch
+    assert all(r.session >= 1 for r in plan.requests)
+    coorganizers = [a for r in plan.requests if r.row == 3 for a in r.attendees]
+    assert {(a.upn, a.role) for a in coorganizers} == {("grace.hopper@school.example", "coorganizer")}

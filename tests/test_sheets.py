@@ -220,3 +220,101 @@ def test_the_quote_the_output_sheet_puts_before_formulas_is_removed_on_reading(t
     path.write_text("A,B,C,D,E\n'=SUM(A1),'-Intro-,'-5,'quoted,'@x\n", encoding="utf-8")
     assert read_sheet(path).rows[0].values == {"A": "=SUM(A1)", "B": "-Intro-", "C": "'-5",
                                                "D": "'quoted", "E": "@x"}
+
+
+# --- hostile files (issue 12): cells that cannot be trusted, odd workbooks, broken CSV ----------
+
+def test_a_formula_without_a_saved_value_is_a_problem_of_that_cell_only(tmp_path):
+    path = xlsx(tmp_path / "f.xlsx", [["CRN", "Title"], ["1", "=CONCAT(\"a\",\"b\")"], ["2", "ok"]])
+    sheet = read_sheet(path)
+    first, second = sheet.rows
+    assert first.values == {"CRN": "1", "Title": None}
+    assert first.problems == (("Title", "holds a formula (cell B2) with no saved result: the "
+                               "file was written by a program and never saved in Excel, so the "
+                               "value is unknown; open the file in Excel and save it (or export "
+                               "values only), then run again"),)
+    assert second.problems == ()
+
+
+def test_merged_cells_are_reported_as_merged_not_missing(tmp_path):
+    path = tmp_path / "m.xlsx"
+    wb = Workbook()
+    ws = wb.active
+    for r in (["CRN", "Teacher", "Title"], ["1", "t@x.example", "A"], ["2", None, "B"],
+              ["3", None, "C"]):
+        ws.append(r)
+    ws.merge_cells("B2:B4")
+    wb.save(path)
+    rows = read_sheet(path).rows
+    assert rows[0].problems == ()
+    assert [r.problems[0][0] for r in rows[1:]] == ["Teacher", "Teacher"]
+    assert rows[1].problems[0][1].startswith("is part of the merged cells B2:B4, so only B2 "
+                                             "holds the value")
+
+
+def test_a_chart_sheet_in_front_is_skipped(tmp_path):
+    from openpyxl.chart import BarChart, Reference
+
+    path = tmp_path / "c.xlsx"
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Data"
+    ws.append(["CRN", "Title"])
+    ws.append(["1", "x"])
+    chart = BarChart()
+    chart.add_data(Reference(ws, min_col=1, min_row=1, max_row=2))
+    wb.create_chartsheet("Chart", 0).add_chart(chart)
+    wb.save(path)
+    sheet = read_sheet(path)
+    assert sheet.sheet_name == "Data" and sheet.columns == ("CRN", "Title")
+    with pytest.raises(InputError, match="'Chart' is a chart sheet"):
+        read_sheet(path, "Chart")
+
+
+def test_a_date_serial_beyond_the_calendar_reads_as_an_error_value_quietly(tmp_path, capfd):
+    path = xlsx(tmp_path / "d.xlsx", [["CRN", "Date"], ["1", 99_999_999]], formats={"B2": "yyyy-mm-dd"})
+    assert read_sheet(path).rows[0].values["Date"] == "#VALUE!"
+    assert capfd.readouterr().err == ""  # openpyxl's warning never reaches the terminal
+
+
+def test_title_rows_above_the_header_are_found(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("Spring 2027 schedule,,,,\nexported 2027-01-05,by registrar,,,\n"
+                    "CRN,Course,Title,Teacher,Date\n1,CS,Intro,t@x.example,3/1/2027\n")
+    sheet = read_sheet(path)
+    assert sheet.columns == ("CRN", "Course", "Title", "Teacher", "Date")
+    assert [r.number for r in sheet.rows] == [4]
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"A,B,C\n1,\"x,3\n2,y,3\n3,z,3\n", "line 2: the quote (\") that opens the value in column B "
+                                        "is not closed where that value should end"),
+    (b"A,B,C\n1,x,3\n2,\"y\n", "line 3: the quote (\") that opens the value in column B"),
+    ("A,B\n1,Café\n".encode() + "2,Résumé\n".encode("cp1252"), "line 3 is not UTF-8 (byte 0xE9)"),
+    (b"A,B\n1,\x81\n", "line 2 (byte 0x81 at position 3) is neither UTF-8 nor Windows-1252"),
+    ("A,B\n1,x\n".encode("utf-16-le"), "this looks like UTF-16 text"),
+    ("A,B\n1,x\n".encode("utf-16"), "this looks like UTF-16 text"),
+])
+def test_broken_csv_is_refused_naming_the_line(tmp_path, data, message):
+    path = tmp_path / "b.csv"
+    path.write_bytes(data)
+    with pytest.raises(InputError) as err:
+        read_sheet(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert message in str(err.value)
+
+
+def test_a_cell_longer_than_the_csv_modules_limit_is_read(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("A,B\n1," + "x" * 300_000 + "\n2,y\n")
+    rows = read_sheet(path).rows
+    assert len(rows[0].values["B"]) == 300_000 and rows[1].values["B"] == "y"
+
+
+def test_a_fifo_is_refused_without_opening_it(tmp_path):
+    import os
+
+    path = tmp_path / "p.csv"
+    os.mkfifo(path)
+    with pytest.raises(InputError, match="is a FIFO"):
+        read_sheet(path)  # would block for ever if it were opened

@@ -136,3 +136,72 @@ def test_time_cells_are_recognised_as_start_times(tmp_path):
     wb.save(tmp_path / "s.xlsx")
     m = tomllib.loads(starter_config(read_sheet(tmp_path / "s.xlsx")))["mapping"]
     assert (m["date"], m["start_time"], m["end_time"], m["date_order"]) == ("Date", "From", "To", "MDY")
+
+
+# --- registrar exports (issue 10) ----------------------------------------------------------------
+
+EXPORT = """CRN,Subject,Course Number,Section,Title,Part of Term,Schedule Type,Status,Days,Begin Time,End Time,Instructor
+10001,ACCT,2301,001,Principles of Accounting,1,LEC,Active,MWF,09:00 AM,09:50 AM,"Noonan, J"
+10002,ACCT,4350,001,Atg Measurement &amp; Disclosure,1,LEC,Active,TR,12:30 PM,01:45 PM,"Noonan, J;Kim, M"
+10003,ACCT,4399,001,Independent Study,1,IND,Active,,ARRANGED,,"Kim, M"
+10004,BIOL,1406,002,Biology I,S1,LEC,Cancelled,TR,08:00 AM,09:15 AM,
+10005,BIOL,1407,001,Biology II,,WEB,Active,,TBA,,"Kim, M"
+10006,BIOL,4100,001,Research,1,IND,Active,,ARRANGED,,"Kim, M"
+10007,BIOL,4101,001,Research II,1,IND,Active,,ARRANGED,,"Kim, M"
+10008,BIOL,4102,001,Research III,1,IND,Active,,ARRANGED,,"Kim, M"
+"""
+
+
+def test_init_recognises_a_registrar_export_and_asks_only_for_term_dates_and_staff(tmp_path):
+    schedule = csv_file(tmp_path / "export.csv", EXPORT)
+    text = write_starter_config(schedule).read_text()
+    data = tomllib.loads(text)
+    assert data["mapping"]["subject"] == "{Subject} {Course Number}-{Section}: {Title}"
+    assert data["mapping"]["keys"] == ["CRN"]
+    assert data["pattern"] == {"days": "Days", "start_time": "Begin Time", "end_time": "End Time",
+                               "meetings": "section"}
+    assert data["term"]["column"] == "Part of Term"
+    assert set(data["term"]["parts"]) == {"1", "S1", ""}
+    assert data["staff"]["column"] == "Instructor" and data["staff"]["separator"] == ";"
+    skips = {(r["column"], tuple(r.get("one_of", [r.get("equals")]))) for r in data["skip"]}
+    assert skips == {("Begin Time", ("ARRANGED", "TBA")), ("Days", ("",)), ("Status", ("Cancelled",)),
+                     ("Schedule Type", ("IND", "WEB"))}
+    # What it cannot know stops validate with a message that names it...
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "bulkmeet.toml")
+    assert '[term.parts."1"] first_day: "TODO" is not a date' in str(err.value)
+    # ... and once the dates and the staff list are filled in, the export plans as it is.
+    text = text.replace('first_day = "TODO"   # e.g. first_day = 2027-01-19', "first_day = 2027-01-19")
+    text = text.replace('last_day = "TODO"', "last_day = 2027-05-07")
+    text = text.replace('"TODO-staff-list.csv"', '"staff.csv"')
+    (tmp_path / "bulkmeet.toml").write_text(fill_ids_text(text))
+    csv_file(tmp_path / "staff.csv", 'Name,Email\n"Noonan, Jane",jane@x.edu\n"Kim, Min",min@x.edu\n')
+    cfg = load_config(tmp_path / "bulkmeet.toml")
+    plan = plan_rows(read_sheet(schedule), cfg)
+    assert [r.subject for r in plan.requests] == ["ACCT 2301-001: Principles of Accounting",
+                                                   "ACCT 4350-001: Atg Measurement & Disclosure"]
+    assert all(r.start is not None for r in plan.requests)
+    assert len(plan.skipped) == 6 and not plan.invalid
+
+
+def fill_ids_text(text: str) -> str:
+    return text.replace('tenant_id = ""', f'tenant_id = "{TENANT}"').replace('client_id = ""', f'client_id = "{CLIENT}"')
+
+
+def test_init_never_titles_meetings_with_a_department_code_alone(tmp_path):
+    schedule = csv_file(tmp_path / "s.csv", "CRN,Subject,Course Number,Title,Instructor Email\n"
+                        + "".join(f"{i},ACCT,23{i:02d},Course {i},a@x.edu\n" for i in range(6)))
+    cfg = load_config(write_starter_config(schedule))
+    assert cfg.mapping.subject != "{Subject}"
+    assert "{Title}" in cfg.mapping.subject
+
+
+def test_init_never_proposes_meetings_that_start_now_when_the_sheet_has_times(tmp_path):
+    rows = "".join(f"{i},ACCT,23{i:02d},Course {i},{'ARRANGED' if i % 3 else '09:00 AM'},a@x.edu\n" for i in range(9))
+    schedule = csv_file(tmp_path / "s.csv", "CRN,Subject,Course Number,Title,Begin Time,Instructor Email\n" + rows)
+    out = write_starter_config(schedule)
+    cfg = load_config(out)
+    assert cfg.mapping.start_time == "Begin Time" and cfg.mapping.has_times
+    with pytest.raises(InputError) as err:
+        check_columns(read_sheet(schedule), cfg)
+    assert "maps date to column 'TODO: the date column', which the sheet does not have" in str(err.value)

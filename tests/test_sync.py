@@ -196,3 +196,26 @@ def test_build_plan_sorts_every_row() -> None:
     assert not plan.cancel.allowed
     full = build_plan([same], [], 1, book, TZ, SyncLimits(), full=True)
     assert [r.external_id for r in full.creates] == ["e1"]
+
+
+def test_a_new_organizer_is_recognised_by_the_same_class_at_the_same_time() -> None:
+    """With keys = [...] the externalId includes the organizer, so a swap changes it too."""
+    old = req("old-id", org="teacher1@test.example", subject="CS7: Lecture")
+    new = req("new-id", org="teacher2@test.example", subject="CS7: Lecture")
+    other = req("e9", subject="CS8")
+    book = {(m.organizer, m.external_id): m for m in (journalled(old), journalled(other, "m9"))}
+    (orphan,) = find_orphans([new, other], [], book)
+    assert orphan.reason.startswith("the organizer changed to teacher2@test.example")
+    twins = [new, req("x", org="teacher3@test.example", subject="CS7: Lecture")]
+    (unsure,) = find_orphans(twins, [], {("teacher1@test.example", "old-id"): journalled(old)})
+    assert unsure.reason == "its row is no longer in the sheet"  # two candidates: say no more
+
+
+def test_an_invalid_row_without_a_key_blocks_every_cancel() -> None:
+    book = {(m.organizer, m.external_id): m for m in (journalled(req("e1")),
+                                                      journalled(req("e2"), "m2"))}
+    plan = build_plan([req("e1")], [InvalidRow(3, "Date", "not a date", None)], 30, book, TZ,
+                      SyncLimits(cancel_removed=True, max_cancel_once=5))
+    assert [o.external_id for o in plan.orphans] == ["e2"]
+    assert not plan.cancel.allowed and not plan.cancel.refused
+    assert "1 invalid row(s) have no readable key" in (plan.cancel.reason or "")

@@ -49,7 +49,7 @@ class EmulatorTokenProvider(AccessTokenProvider):
         self.lock = asyncio.Lock()
 
     async def get_authorization_token(self, uri: str,
-                                      additional_authentication_context: dict[str, Any] = {}
+                                      additional_authentication_context: dict[str, Any] | None = None
                                       ) -> str:
         async with self.lock:
             if self.token is None:

@@ -95,26 +95,7 @@ class TokenProvider(ABC):
         if held is not None and now < held.refresh_at:
             return held.token
         if held is not None and now < held.usable_until:
-            # Refresh window: one thread refreshes, the others keep using the valid token.
-            if not self._lock.acquire(blocking=False):
-                return held.token
-            try:
-                if self._held is not held and self._held is not None:
-                    return self._held.token
-                if now < self._retry_not_before:
-                    return held.token
-                try:
-                    self._held = self._fetch(fresh=True, attempts=1)
-                except BulkmeetError as exc:
-                    left = held.usable_until - now
-                    self._retry_not_before = now + REFRESH_FAILURE_BACKOFF
-                    self._after_failure = True
-                    log.warning("Could not refresh the access token ahead of its expiry (%s); "
-                                "still using the current one for up to %.0f s.", exc, left)
-                    return held.token
-                return self._held.token
-            finally:
-                self._lock.release()
+            return self._refresh_ahead(held, now)
         with self._lock:
             held = self._held
             now = self._clock()
@@ -131,6 +112,27 @@ class TokenProvider(ABC):
                 raise
             self._failed = None
             return self._held.token
+
+    def _refresh_ahead(self, held: _Held, now: float) -> str:
+        """Refresh window: one thread refreshes, the others keep using the still-valid token."""
+        if not self._lock.acquire(blocking=False):
+            return held.token
+        try:
+            if self._held is not held and self._held is not None:
+                return self._held.token
+            if now < self._retry_not_before:
+                return held.token
+            try:
+                self._held = self._fetch(fresh=True, attempts=1)
+            except BulkmeetError as exc:
+                self._retry_not_before = now + REFRESH_FAILURE_BACKOFF
+                self._after_failure = True
+                log.warning("Could not refresh the access token ahead of its expiry (%s); still "
+                            "using the current one for up to %.0f s.", exc, held.usable_until - now)
+                return held.token
+            return self._held.token
+        finally:
+            self._lock.release()
 
     def invalidate(self, token: str) -> None:
         """Graph said 401 for this token: the next token() fetches a new one (once, not per caller)."""

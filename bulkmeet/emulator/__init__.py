@@ -6,7 +6,7 @@ the API contract (``shared/spec``), so it cannot hide the client's mistakes.
 """
 from __future__ import annotations
 
-from bulkmeet.emulator.app import Emulator, EmulatorOptions
+from bulkmeet.emulator.app import Emulator
 from bulkmeet.emulator.directory import (
     DEMO_DIRECTORY,
     App,
@@ -16,6 +16,7 @@ from bulkmeet.emulator.directory import (
     User,
     load_directory,
 )
+from bulkmeet.emulator.options import EmulatorOptions
 
 __all__ = [
     "DEMO_DIRECTORY", "App", "Directory", "DirectoryError", "Emulator", "EmulatorOptions",

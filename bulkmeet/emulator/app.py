@@ -23,7 +23,8 @@ from bulkmeet.emulator.directory import Directory, load_directory
 from bulkmeet.emulator.faults import FAULT_KINDS, Chaos
 from bulkmeet.emulator.graph import GraphService
 from bulkmeet.emulator.httpd import HTTPSServer, Request, Response
-from bulkmeet.emulator.identity import DEVICE_CODE_LIFETIME_S, IdentityService, device_login_page
+from bulkmeet.emulator.identity import DEVICE_CODE_LIFETIME_S, IdentityService
+from bulkmeet.emulator.oidc import device_login_page
 from bulkmeet.emulator.options import (
     EmulatorOptions,
     check_bool,

@@ -55,7 +55,24 @@ def _describe_policy(policy: Any) -> str:
               help="Directory JSON (tenants, users, apps, access policies). Default: the built-in demo.")
 @click.option("--latency-ms", metavar="MIN[-MAX]", help="Delay before each Graph answer, fixed or uniform.")
 @click.option("--rate-limit", type=float, metavar="R",
-              help="Requests/second per (tenant, app); above it: 429 with Retry-After.")
+              help="Hidden limit: requests/second per (tenant, app); above it 429 + Retry-After only.")
+@click.option("--burst", type=click.FloatRange(0, min_open=True), metavar="N",
+              help="Token-bucket size for --rate-limit (default: one second's worth).")
+@click.option("--per-organizer-rate", type=click.FloatRange(0, min_open=True), metavar="R",
+              help="Also limit requests/second per (tenant, app, organizer).")
+@click.option("--early-penalty", type=click.FloatRange(0), default=0.0, metavar="SECONDS",
+              help="A client back before Retry-After gets its window pushed out this much more.")
+@click.option("--ratelimit-headers", is_flag=True,
+              help="Send RateLimit-* on meeting calls (SharePoint-style, past 80% of the budget).")
+@click.option("--meeting-cap", type=click.IntRange(0), default=2000, show_default=True, metavar="N",
+              help="Meetings per organizer per calendar month; 0 = no cap.")
+@click.option("--cap-error", type=click.Choice(["429", "403"]), default="429", show_default=True,
+              help="Answer at the cap (not documented by Microsoft): 429 without Retry-After, or 403.")
+@click.option("--policy-error-code", type=click.Choice(["random", "Forbidden", "General"]),
+              default="random", show_default=True,
+              help="Code of the access-policy 403 (both are seen in the wild; random = seeded mix).")
+@click.option("--helpful-errors", is_flag=True,
+              help="Explain errors in their messages (default: Graph's terse 'An error has occurred.').")
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0,
               help="Probability of an injected fault (429/5xx/drop/stall) per Graph request.")
 @click.option("--seed", type=int, help="Seed for faults, latency and meeting values (reproducible runs).")
@@ -73,8 +90,10 @@ def _describe_policy(policy: Any) -> str:
               help='Once listening, write {"base_url", "ca_path", "pid"} here (atomically).')
 @click.pass_context
 def emulator(ctx: click.Context, host: str, port: int, directory: Path | None,
-             latency_ms: str | None, rate_limit: float | None, fault_rate: float,
-             seed: int | None, ca_out: Path | None, state: Path | None, token_lifetime: int,
+             latency_ms: str | None, rate_limit: float | None, burst: float | None,
+             per_organizer_rate: float | None, early_penalty: float, ratelimit_headers: bool,
+             meeting_cap: int, cap_error: str, policy_error_code: str, helpful_errors: bool,
+             fault_rate: float, seed: int | None, ca_out: Path | None, state: Path | None, token_lifetime: int,
              stall_seconds: float, device_code_interval: int, ready_file: Path | None) -> None:
     try:
         latency = parse_latency(latency_ms) if latency_ms else (0.0, 0.0)
@@ -82,6 +101,9 @@ def emulator(ctx: click.Context, host: str, port: int, directory: Path | None,
             raise ValueError(f"--rate-limit {rate_limit} must be above 0 (leave it out for no limit).")
         options = EmulatorOptions(
             host=host, port=port, directory=directory, latency_ms=latency, rate_limit=rate_limit,
+            burst=burst, per_organizer_rate=per_organizer_rate, early_penalty_s=early_penalty,
+            ratelimit_headers=ratelimit_headers, meeting_cap=meeting_cap or None,
+            cap_error=cap_error, policy_error_code=policy_error_code, helpful_errors=helpful_errors,
             fault_rate=fault_rate, seed=seed, state_path=state, token_lifetime_s=token_lifetime,
             stall_s=stall_seconds, device_code_interval_s=device_code_interval,
         )
@@ -149,7 +171,13 @@ def _banner(emu: Emulator, ca_path: Path, directory: Path | None, state: Path | 
     s = emu.stats()["config"]
     knobs = []
     if s["rate_limit"]:
-        knobs.append(f"rate limit {s['rate_limit']:g}/s per app")
+        knobs.append(f"hidden rate limit {s['rate_limit']:g}/s per app")
+    if s["per_organizer_rate"]:
+        knobs.append(f"{s['per_organizer_rate']:g}/s per organizer")
+    if s["ratelimit_headers"]:
+        knobs.append("RateLimit-* headers past 80%")
+    if s["helpful_errors"]:
+        knobs.append("helpful error messages")
     if s["fault_rate"]:
         knobs.append(f"fault rate {s['fault_rate']:g}")
     if s["latency_ms"][1]:

@@ -79,7 +79,7 @@ class App:
             return False
         if policy == GLOBAL_POLICY:
             return True
-        return user_id in policy  # type: ignore[operator]
+        return user_id in policy
 
     def certificate_by_header(self, header: Mapping[str, Any]) -> Certificate | None:
         """The registered certificate a client assertion's x5t / x5t#S256 header points at."""

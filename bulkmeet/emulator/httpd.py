@@ -8,6 +8,7 @@ open socket down, so threads blocked in a read or a deliberate stall end at once
 """
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import threading
@@ -216,10 +217,10 @@ class HTTPSServer:
                     app.finished(request, response, "dropped")
                     return
                 close = response.close or not keep_alive
-                try:
-                    sock.sendall(self._serialize(response, close))
-                finally:  # count it even when the client has gone away meanwhile
-                    app.finished(request, response, str(response.status))
+                # Counted before it is sent: a client that reads the stats right after its answer
+                # sees its request, and one that has gone away meanwhile is counted too.
+                app.finished(request, response, str(response.status))
+                sock.sendall(self._serialize(response, close))
                 if close:
                     return
         finally:
@@ -299,7 +300,7 @@ class HTTPSServer:
         return Request(method, target, headers, body), keep_alive
 
     def _reject(self, sock: socket.socket, status: int, message: str) -> None:
-        body = ('{"error":{"code":"BadRequest","message":"%s"}}' % message).encode()
+        body = json.dumps({"error": {"code": "BadRequest", "message": message}}).encode()
         response = Response(status, body)
         try:
             sock.sendall(self._serialize(response, True))

@@ -13,15 +13,20 @@ import hmac
 import json
 import secrets
 import threading
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from bulkmeet.emulator.context import Context
 from bulkmeet.emulator.directory import App, Directory, Tenant
 from bulkmeet.emulator.httpd import Request, Response
+from bulkmeet.emulator.oidc import (
+    DENIALS,
+    IdentityError,
+    error_payload,
+    openid_configuration,
+    tenant_not_found,
+)
 from bulkmeet.emulator.tokens import (
     GRAPH_APP_ID,
     GRAPH_RESOURCE,
@@ -31,41 +36,13 @@ from bulkmeet.emulator.tokens import (
     verify_client_assertion,
 )
 
-
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 MULTI_TENANT = ("organizations", "common")
-DENIALS = {  # what the admin endpoint can make the next device-code poll answer
-    "authorization_declined": (70000, "The end user denied the authorization request."),
-    "bad_verification_code": (70000, "The provided value for the input parameter 'device_code' "
-                                     "is not valid. The device code was not recognized."),
-    "expired_token": (70020, "The provided value for the input parameter 'device_code' is not "
-                             "valid. This device code has expired."),
-}
 DEVICE_CODE_LIFETIME_S = 900
 REFRESH_TOKEN_LIFETIME_S = 90 * 24 * 3600
 _USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ23456789"
-
-
-class IdentityError(Exception):
-    """An error answer of the token/devicecode endpoints, in the platform's shape."""
-
-    def __init__(self, status: int, error: str, code: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.code = code
-        self.message = message
-
-
-def _tenant_not_found(name: str) -> IdentityError:
-    return IdentityError(
-        400, "invalid_request", 90002,
-        f"Tenant '{name}' not found. Check to make sure you have the correct tenant ID and are "
-        "signing into the correct cloud. Check with your subscription administrator, this may "
-        "happen if there are no active subscriptions for the tenant.",
-    )
 
 
 @dataclass
@@ -146,7 +123,7 @@ class IdentityService:
                 request.stat_key = f"{method} /{{tenant}}/{'/'.join(rest)}"
                 self._require(method, "GET")
                 multi = tenant_name.lower() in MULTI_TENANT
-                return self._json(request, 200, self._openid_configuration(
+                return self._json(request, 200, openid_configuration(self._ctx.base_url(),
                     None if multi else self._tenant(tenant_name), tenant_name.lower()))
             if rest in (["discovery", "v2.0", "keys"], ["discovery", "keys"]):
                 request.stat_key = f"{method} /{{tenant}}/{'/'.join(rest)}"
@@ -186,7 +163,7 @@ class IdentityService:
         """A tenant named by id or by one of its domains (``school.example``, ``x.onmicrosoft.com``)."""
         tenant = self._directory.tenant_by_name(name)
         if tenant is None:
-            raise _tenant_not_found(name)
+            raise tenant_not_found(name)
         return tenant
 
     def _tenant_and_app(self, name: str, client_id: str) -> tuple[Tenant, App]:
@@ -213,56 +190,7 @@ class IdentityService:
         return resp
 
     def _error(self, request: Request, exc: IdentityError) -> Response:
-        now = datetime.fromtimestamp(self._ctx.clock.time(), UTC)
-        stamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
-        description = (f"AADSTS{exc.code}: {exc.message} Trace ID: {request.request_id} "
-                       f"Correlation ID: {request.client_request_id} Timestamp: {stamp}")
-        return self._json(request, exc.status, {
-            "error": exc.error,
-            "error_description": description,
-            "error_codes": [exc.code],
-            "timestamp": stamp,
-            "trace_id": request.request_id,
-            "correlation_id": request.client_request_id,
-            "error_uri": f"https://login.microsoftonline.com/error?code={exc.code}",
-        })
-
-    # ------------------------------------------------------------------ discovery
-
-    def _openid_configuration(self, tenant: Tenant | None, name: str) -> dict[str, Any]:
-        """As Entra ID: a named tenant's endpoints use its id; organizations/common keep the
-        name, and their issuer is the ``{tenantid}`` template."""
-        url = self._ctx.base_url()
-        base = f"{url}/{tenant.id if tenant else name}"
-        issuer = f"{base}/v2.0" if tenant else f"{url}/{{tenantid}}/v2.0"
-        return {
-            "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt",
-                                                      "client_secret_basic"],
-            "jwks_uri": f"{base}/discovery/v2.0/keys",
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": issuer,
-            "request_uri_parameter_supported": False,
-            "userinfo_endpoint": f"{base}/openid/userinfo",
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-            "http_logout_supported": True,
-            "frontchannel_logout_supported": True,
-            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
-            "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
-                                 "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat",
-                                 "auth_time", "acr", "nonce", "preferred_username", "name", "tid",
-                                 "ver", "at_hash", "c_hash", "email"],
-            "tenant_region_scope": "NA",
-            "cloud_instance_name": "microsoftonline.com",
-            "cloud_graph_host_name": "graph.windows.net",
-            "msgraph_host": self._ctx.base_url().split("://", 1)[1],
-            "rbac_url": "https://pas.windows.net",
-        }
+        return self._json(request, exc.status, error_payload(request, exc, self._ctx.clock.time()))
 
     def issuer(self, tenant: Tenant) -> str:
         return f"{self._ctx.base_url()}/{tenant.id}/v2.0"
@@ -602,17 +530,3 @@ class IdentityService:
 
 def _oidc_asked(scope: str) -> list[str]:
     return sorted({s.lower() for s in scope.split()} & OIDC_SCOPES)
-
-
-def device_login_page(base_url: str) -> bytes:
-    """What a person sees at verification_uri: how to approve a code on the emulator."""
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>bulkmeet emulator sign-in</title>"
-        "</head><body><h1>bulkmeet emulator: device sign-in</h1>"
-        "<p>The emulator has no sign-in page. Approve the code shown by your client with:</p>"
-        f"<pre>curl --cacert CA.pem -X POST {base_url}/_emulator/devicecode/approve "
-        "-H 'Content-Type: application/json' "
-        "-d '{\"user_code\": \"CODE\", \"user\": \"ada.lovelace@school.example\"}'</pre>"
-        "</body></html>"
-    ).encode()
-

@@ -105,6 +105,9 @@ def _replay(path: Path, data: dict[str, Any]) -> None:
     data["refreshTokens"] = refresh
 
 
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
 class Journal:
     """Append-only, fsynced before the answer; concurrent writers share one fsync."""
 
@@ -134,7 +137,7 @@ class Journal:
             if seq <= self._synced:
                 return
             target = self._written
-            os.fsync(self._fd)
+            _datasync(self._fd)  # the data and the length; an append needs no more
             self.fsyncs += 1
             self._synced = target
 

@@ -7,8 +7,11 @@ tests that change knobs (faults, rate limits, state) start their own.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
+import os
+import subprocess
+import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,19 +19,17 @@ from typing import Any
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from bulkmeet.emulator import Emulator, EmulatorOptions
+from tests.helpers import cert_pem, fixed_id, key_pem, make_key_and_cert, sha1_hex
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def gid(name: str) -> str:
     """Stable GUIDs, so that xdist workers collect identical test ids."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bulkmeet-emulator-tests/{name}"))
+    return fixed_id(f"emulator/{name}")
 
 
 TENANT = gid("tenant")
@@ -55,34 +56,21 @@ SECRETS = {APP: "s3cret-app", GLOBAL_APP: "s3cret-global", NO_POLICY_APP: "s3cre
 ROLES = ["OnlineMeetings.ReadWrite.All", "User.Read.All"]
 
 
-@pytest.fixture(autouse=True)
-def _no_ca_override(monkeypatch):
-    """requests lets these override Session.verify (and msal's verify); this machine sets them."""
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+# REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (which requests lets override Session.verify) are removed
+# for every test by the root conftest's _clean_env.
 
 
 @dataclass(frozen=True)
 class CertPair:
     key_pem: str
     cert_pem: str
-    sha1_hex: str
+    sha1_hex: str  # lower-case hex
 
 
 def make_cert(cn: str) -> CertPair:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-            .sign(key, hashes.SHA256()))
-    return CertPair(
-        key_pem=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()).decode(),
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-        sha1_hex=cert.fingerprint(hashes.SHA1()).hex(),
-    )
+    key, cert = make_key_and_cert(cn, days=30)
+    return CertPair(key_pem=key_pem(key).decode(), cert_pem=cert_pem(cert).decode(),
+                    sha1_hex=sha1_hex(cert).lower())
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +91,7 @@ def directory_data(certs: dict[str, CertPair]) -> dict[str, Any]:
         return out
 
     return {"tenants": [
-        {"id": TENANT, "displayName": "Test School",
+        {"id": TENANT, "displayName": "Test School", "domains": ["contoso.onmicrosoft.com"],
          "users": [user(ADA), user(ALAN), user(GRACE), user(FRANCES, licensed=False)],
          "apps": [
              app(APP, accessPolicy=[ADA, ALAN, FRANCES]),
@@ -209,3 +197,36 @@ def identity_error(r: requests.Response) -> tuple[str, int]:
     code = body["error_codes"][0]
     assert body["error_description"].startswith(f"AADSTS{code}: "), body
     return body["error"], code
+
+
+def spawn(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, dict]:
+    ready = tmp_path / "ready.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulkmeet.emulator", "--port", "0", "--ready-file", str(ready), *extra],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"emulator did not start: {out}\n{err}")
+        time.sleep(0.02)
+    return proc, json.loads(ready.read_text())
+
+
+@pytest.fixture
+def start(directory_file: Path):
+    """Start emulators with the given options; all are stopped after the test."""
+    running: list[tuple[Emulator, Api]] = []
+
+    def _start(**options) -> tuple[Emulator, Api]:
+        emu = Emulator(EmulatorOptions(directory=directory_file, **options)).start()
+        api = Api(emu)
+        running.append((emu, api))
+        return emu, api
+
+    yield _start
+    for emu, api in running:
+        api.close()
+        emu.stop()

@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,24 +12,9 @@ import requests
 from click.testing import CliRunner
 
 from bulkmeet.emulator.command import emulator
+from tests.emulator.conftest import spawn
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def spawn(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, dict]:
-    ready = tmp_path / "ready.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bulkmeet.emulator", "--port", "0", "--ready-file", str(ready), *extra],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"emulator did not start: {out}\n{err}")
-        time.sleep(0.02)
-    return proc, json.loads(ready.read_text())
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str, str]:
@@ -125,3 +107,26 @@ def test_port_in_use_is_one_line(emu):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "already in use" in lines[0] and str(emu.port) in lines[0]
+
+
+def test_every_option_is_in_the_readme_emulator_section():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## The emulator"):readme.index("\n## ", readme.index("## The emulator") + 5)]
+    for param in emulator.params:
+        for opt in getattr(param, "opts", []):
+            if opt.startswith("--") and opt != "--help":
+                assert f"`{opt}" in section, f"{opt} is not documented in the README's emulator section"
+
+
+def test_new_options_reach_the_emulator(tmp_path, directory_file):
+    proc, info = spawn(tmp_path, "--directory", str(directory_file), "--rate-limit", "40",
+                       "--burst", "80", "--per-organizer-rate", "4", "--early-penalty", "2",
+                       "--ratelimit-headers", "--meeting-cap", "0", "--cap-error", "403",
+                       "--policy-error-code", "General", "--helpful-errors", "--latency-ms", "1-2")
+    try:
+        cfg = requests.get(f"{info['base_url']}/_emulator/stats", verify=info["ca_path"]).json()["config"]
+    finally:
+        stop(proc)
+    assert (cfg["rate_limit"], cfg["burst"], cfg["per_organizer_rate"], cfg["early_penalty_s"]) == (40, 80, 4, 2)
+    assert cfg["ratelimit_headers"] and cfg["helpful_errors"] and cfg["meeting_cap"] is None
+    assert (cfg["cap_error"], cfg["policy_error_code"], cfg["latency_ms"]) == ("403", "General", [1, 2])

@@ -47,6 +47,10 @@ def tenant(**overrides):
     (tenant(apps=[{"clientId": "A1", "certificatePem": "-----BEGIN CERTIFICATE-----\nxx"}]), "PEM"),
     (tenant(apps=[{"clientId": "A1", "roles": "OnlineMeetings.ReadWrite.All"}]), "list of strings"),
     (tenant(apps=[{"clientId": "A1", "publicClient": "yes"}]), "true or false"),
+    (tenant(domains=["not a domain"]), "must look like contoso.onmicrosoft.com"),
+    (tenant(domains="x.example"), "list of strings"),
+    ({"tenants": [tenant(domains=["x.example"])["tenants"][0],
+                  dict(tenant(domains=["x.example"])["tenants"][0], id="T2")]}, "belongs to tenant t1"),
 ])
 def test_mistakes_name_the_file_and_entry(tmp_path, data, fragment):
     path = write(tmp_path, data)

@@ -1,35 +1,15 @@
-"""Injected faults, latency and rate limiting: seeded, counted, and on Graph calls only."""
+"""Injected faults and latency: seeded, counted, and on Graph calls only (throttling: test_throttle)."""
 from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
-import pytest
 import requests
 
-from bulkmeet.emulator import Emulator, EmulatorOptions
 from bulkmeet.emulator.faults import Chaos
-from tests.emulator.conftest import ADA, ALAN, APP, GLOBAL_APP, Api, graph_error
+from tests.emulator.conftest import ADA, APP, Api, graph_error
 
 RETRIED = {"500", "502", "503", "504", "dropped"}
-
-
-@pytest.fixture
-def start(directory_file: Path):
-    """Start emulators with the given options; all are stopped after the test."""
-    running: list[tuple[Emulator, Api]] = []
-
-    def _start(**options) -> tuple[Emulator, Api]:
-        emu = Emulator(EmulatorOptions(directory=directory_file, **options)).start()
-        api = Api(emu)
-        running.append((emu, api))
-        return emu, api
-
-    yield _start
-    for emu, api in running:
-        api.close()
-        emu.stop()
 
 
 def outcome(api: Api, external_id: str, token: str, organizer: str = ADA) -> tuple[str, requests.Response | None]:
@@ -102,32 +82,6 @@ def test_latency_delays_graph_answers(start):
     began = time.monotonic()
     assert api.create(ADA, token=token).status_code == 201
     assert time.monotonic() - began >= 0.15
-
-
-def test_rate_limit_headers_then_429_then_429_again_then_ok(start):
-    # One request per second: the second call, made at once, finds the bucket empty (the test
-    # only relies on two calls taking less than a second, not on any speed).
-    emu, api = start(rate_limit=1)
-    token = api.app_token()
-    r = api.create(ADA, {"externalId": "rl-0"}, token=token)
-    assert r.status_code == 201
-    assert (r.headers["RateLimit-Limit"], r.headers["RateLimit-Remaining"]) == ("1", "0")
-    assert r.headers["RateLimit-Reset"].isdigit()
-    throttled = api.create(ADA, {"externalId": "rl-1"}, token=token)
-    assert throttled.status_code == 429
-    assert graph_error(throttled)["code"] == "TooManyRequests"
-    retry_after = throttled.headers["Retry-After"]
-    assert retry_after.isdigit() and int(retry_after) >= 1  # whole seconds
-    assert {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(throttled.headers)
-    # Coming back before Retry-After has passed is throttled again.
-    again = api.create(ADA, {"externalId": "rl-1"}, token=token)
-    assert again.status_code == 429 and int(again.headers["Retry-After"]) >= 1
-    # The bucket is per (tenant, app): another app is not held back.
-    assert api.create(ALAN, token=api.app_token(GLOBAL_APP)).status_code == 201
-    assert emu.stats()["throttled"] == 2
-    time.sleep(int(retry_after))
-    assert api.create(ADA, {"externalId": "rl-1"}, token=token).status_code == 201
-    assert {"rl-0", "rl-1"} <= {m["externalId"] for m in emu.meetings()}
 
 
 def test_configure_over_http(start):

@@ -122,7 +122,7 @@ def test_in_flight_peak_counts_concurrent_requests(directory_file):
 def test_lifecycle_guards(directory_file):
     emu = Emulator(EmulatorOptions(directory=directory_file))
     with pytest.raises(RuntimeError):
-        emu.base_url
+        _ = emu.base_url
     with emu:
         with pytest.raises(RuntimeError):
             emu.start()

@@ -1,22 +1,29 @@
-"""--state: a restarted emulator remembers meetings, approved device codes, refresh tokens, keys."""
+"""--state: a restarted (or killed) emulator remembers meetings, device codes, refresh tokens, keys."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
+import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from bulkmeet.emulator import Emulator, EmulatorOptions
-from tests.emulator.conftest import ADA, PUBLIC_APP, TENANT, UPN, Api
+from bulkmeet.emulator.state import journal_path
+from tests.emulator.conftest import ADA, APP, GRAPH_SCOPE, PUBLIC_APP, SECRETS, TENANT, UPN, Api, spawn
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 def device_flow(api: Api) -> dict:
     r = api.request("POST", f"/{TENANT}/oauth2/v2.0/devicecode", data={
-        "client_id": PUBLIC_APP, "scope": "https://graph.microsoft.com/OnlineMeetings.ReadWrite"})
+        "client_id": PUBLIC_APP,
+        "scope": "https://graph.microsoft.com/OnlineMeetings.ReadWrite openid offline_access"})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -65,22 +72,114 @@ def test_restart_remembers_meetings_codes_tokens_and_keys(directory_file, tmp_pa
         api.close()
 
 
-def test_state_is_written_while_running_not_only_at_stop(directory_file, tmp_path):
+def test_every_change_is_in_the_journal_before_the_answer(directory_file, tmp_path):
+    """Durable per write: the answer is sent only once the change is on disk (journal)."""
     state = tmp_path / "state.json"
     with Emulator(EmulatorOptions(directory=directory_file, state_path=state)) as emu:
         api = Api(emu)
-        assert api.create(ADA, {"externalId": "early"}).status_code == 201
-        deadline = time.monotonic() + 10
-        seen: list[str] = []
-        while time.monotonic() < deadline:
-            if state.exists():
-                seen = [m["externalId"] for m in json.loads(state.read_text())["meetings"]]
-                if seen:
-                    break
-            time.sleep(0.05)
-        assert seen == ["early"]
-        assert not list(tmp_path.glob(".state.json.*"))  # no temp files left behind
+        assert state.exists()  # the keys are kept from the first moment
+        made = api.create(ADA, {"externalId": "early"})
+        assert made.status_code == 201
+        lines = [json.loads(x) for x in journal_path(state).read_text().splitlines()]
+        assert [(e["op"], e["r"]["externalId"]) for e in lines] == [("m", "early")]
+        mid = made.json()["id"]
+        path = f"/v1.0/users/{ADA}/onlineMeetings/{mid}"
+        assert api.request("PATCH", path, token=api.app_token(), json={"subject": "New"}).status_code == 200
+        assert api.request("DELETE", path, token=api.app_token()).status_code == 204
+        ops = [json.loads(x)["op"] for x in journal_path(state).read_text().splitlines()]
+        assert ops == ["m", "m", "d"]
+        assert emu.stats()["journal_fsyncs"] >= 3
         api.close()
+    # A clean stop compacts into the snapshot and removes the journal.
+    assert not journal_path(state).exists()
+    assert json.loads(state.read_text())["meetings"] == []
+    assert not list(tmp_path.glob(".state.json.*"))  # no temp files left behind
+
+
+def _load(proc: subprocess.Popen, info: dict, token: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Create and patch meetings from 4 threads until the process dies; what was acknowledged."""
+    acked: dict[str, str] = {}  # externalId -> meeting id (201/200 seen)
+    patched: dict[str, str] = {}  # meeting id -> subject (200 seen)
+    lock = threading.Lock()
+
+    def worker(t: int) -> None:
+        s = requests.Session()
+        s.trust_env = False
+        headers = {"Authorization": f"Bearer {token}"}
+        base = f"{info['base_url']}/v1.0/users/{ADA}/onlineMeetings"
+        n = 0
+        while True:
+            ext = f"k-{t}-{n}"
+            try:
+                r = s.post(f"{base}/createOrGet", json={"externalId": ext}, headers=headers,
+                           verify=info["ca_path"], timeout=10)
+                if r.status_code not in (200, 201):
+                    continue
+                mid = r.json()["id"]
+                with lock:
+                    acked[ext] = mid
+                if n % 3 == 0:
+                    r = s.patch(f"{base}/{mid}", json={"subject": f"s-{ext}"}, headers=headers,
+                                verify=info["ca_path"], timeout=10)
+                    if r.status_code == 200:
+                        with lock:
+                            patched[mid] = f"s-{ext}"
+            except requests.RequestException:
+                return  # the emulator is gone
+            n += 1
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    deadline = time.monotonic() + 30
+    while len(acked) < 150 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-load: requests are in flight
+    proc.wait(10)
+    for th in threads:
+        th.join(15)
+    return acked, patched
+
+
+def test_kill_9_mid_load_loses_no_acknowledged_meeting(directory_file, tmp_path):
+    state = tmp_path / "state.json"
+    proc, info = spawn(tmp_path, "--directory", str(directory_file), "--state", str(state))
+    try:
+        r = requests.post(f"{info['base_url']}/{TENANT}/oauth2/v2.0/token", verify=info["ca_path"],
+                          data={"grant_type": "client_credentials", "client_id": APP,
+                                "client_secret": SECRETS[APP], "scope": GRAPH_SCOPE})
+        token = r.json()["access_token"]
+        acked, patched = _load(proc, info, token)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert len(acked) >= 150 and patched
+    assert journal_path(state).exists()  # no clean stop happened
+    with Emulator(EmulatorOptions(directory=directory_file, state_path=state)) as emu:
+        kept = {m["externalId"]: m for m in emu.meetings()}
+        missing = sorted(set(acked) - set(kept))
+        assert not missing, f"{len(missing)} acknowledged meetings lost, e.g. {missing[:3]}"
+        assert all(kept[ext]["id"] == mid for ext, mid in acked.items())
+        by_id = {m["id"]: m for m in kept.values()}
+        assert all(by_id[mid]["subject"] == subject for mid, subject in patched.items())
+    assert not journal_path(state).exists()  # compacted on start, removed at the clean stop
+
+
+def test_a_torn_last_journal_line_is_dropped_and_damage_elsewhere_is_refused(directory_file, tmp_path):
+    state = tmp_path / "state.json"
+    with Emulator(EmulatorOptions(directory=directory_file, state_path=state)) as emu:
+        api = Api(emu)
+        assert api.create(ADA, {"externalId": "whole"}).status_code == 201
+        good = journal_path(state).read_bytes()
+        api.close()
+    journal_path(state).write_bytes(good + good[: len(good) // 2])  # a kill mid-append
+    with Emulator(EmulatorOptions(directory=directory_file, state_path=state)) as emu:
+        assert [m["externalId"] for m in emu.meetings()] == ["whole"]
+    journal_path(state).write_bytes(b"{broken\n" + good)
+    with pytest.raises(ValueError) as exc:
+        Emulator(EmulatorOptions(directory=directory_file, state_path=state))
+    assert "journal is damaged at line 1" in str(exc.value) and "delete it" in str(exc.value)
 
 
 def test_without_state_a_restart_forgets(directory_file):

@@ -1,0 +1,170 @@
+"""``bulkmeet verify``: do the meetings the journal remembers still exist in Teams?
+
+The journal is how a rerun knows a row is done without asking Graph. A tenant can forget what the
+journal remembers: an admin deletes meetings by hand, a mailbox is restored, an organizer leaves.
+A normal run then keeps reporting ``existing`` with a dead join link. ``verify`` GETs every
+meeting the journal holds as active (bounded concurrency, the runner's retries and throttling),
+and reports each one that is gone (404) by its sheet row; with ``--repair`` it makes each missing
+meeting again from the sheet's current row (createOrGet, same externalId) and records the new one
+in the journal, so the next ``bulkmeet run`` writes the new links into the output sheet.
+
+It sends only GETs unless ``--repair`` is given; meetings cancelled on purpose (``sync``) are not
+checked. Exit status: 0 when every meeting is there (or was re-created), 1 when some are missing
+or could not be checked.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bulkmeet import journal as journals
+from bulkmeet.config import Config
+from bulkmeet.errors import ExitStatus, InputError
+from bulkmeet.graph import GraphGateway
+from bulkmeet.models import MeetingRequest, MeetingResult
+from bulkmeet.runner import Completed, Operation, RetryPolicy, Runner
+from bulkmeet.sync import ACTIVE, JournalledMeeting
+
+log = logging.getLogger(__name__)
+
+__all__ = ["VerifyReport", "verify_schedule"]
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    present: int = 0
+    missing: list[tuple[int | None, str]] = field(default_factory=list)  # (row, sentence)
+    unchecked: list[tuple[int | None, str]] = field(default_factory=list)
+    recreated: int = 0
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        bad = len(self.missing) - self.recreated + len(self.unchecked)
+        return ExitStatus.ROWS_FAILED if bad else ExitStatus.OK
+
+    def line(self) -> str:
+        parts = [f"{self.present} present", f"{len(self.missing)} missing"]
+        if self.recreated:
+            parts.append(f"{self.recreated} re-created")
+        if self.unchecked:
+            parts.append(f"{len(self.unchecked)} not checked")
+        noun = "meeting" if self.checked == 1 else "meetings"
+        return f"{self.checked} journalled {noun}: {', '.join(parts)}"
+
+
+def verify_schedule(schedule: Path, config: Config, *, journal: Path | None = None,
+                    sheet: str | None = None, concurrency: int | None = None,
+                    repair: bool = False,
+                    gateway_factory: Callable[[Config], GraphGateway] | None = None,
+                    stop: threading.Event | None = None) -> VerifyReport:
+    """Check (and with ``repair`` re-create) every active journalled meeting of ``schedule``."""
+    from bulkmeet import pipeline  # the run's own journal path, planning and gateway
+
+    options = pipeline.RunOptions(schedule=schedule, config=config, sheet=sheet,
+                                  concurrency=concurrency, journal=journal)
+    path = pipeline._journal_path(options)
+    if not path.exists():
+        raise InputError(f"There is no journal {path} for {schedule}, so there is nothing to "
+                         "verify: run bulkmeet first (or give --journal).")
+    _, the_plan = pipeline.plan_schedule(schedule, config, sheet)
+    requests = {(r.organizer, r.external_id): r for r in the_plan.requests}
+    stop = stop or threading.Event()
+    report = VerifyReport()
+    with journals.Journal.open(path, lock=True, schedule=str(schedule)) as book:
+        meetings = [m for m in book.meetings().values() if m.status == ACTIVE and m.meeting_id]
+        report.checked = len(meetings)
+        if not meetings:
+            return report
+        gateway = gateway_factory(config) if gateway_factory else pipeline._http_gateway(
+            config, concurrency)
+        try:
+            gone = _check(options, gateway, book, meetings, requests, report, stop)
+            if repair and gone:
+                _recreate(options, gateway, book, gone, requests, report, stop)
+        finally:
+            gateway.close()
+    return report
+
+
+def _where(meeting: JournalledMeeting, requests: dict[tuple[str, str], MeetingRequest]) -> int | None:
+    req = requests.get((meeting.organizer, meeting.external_id))
+    return req.row if req else meeting.row
+
+
+def _check(options, gateway: GraphGateway, book: journals.Journal,
+           meetings: list[JournalledMeeting], requests: dict[tuple[str, str], MeetingRequest],
+           report: VerifyReport, stop: threading.Event) -> list[JournalledMeeting]:
+    """GET each meeting; returns those Graph says are gone (404)."""
+    from bulkmeet import pipeline
+
+    cfg = options.config
+    ids, problems = pipeline._resolve(gateway, (m.organizer for m in meetings), book, cfg, stop)
+    runner = Runner(gateway, concurrency=options.concurrency or cfg.run.concurrency,
+                    policy=RetryPolicy(max_attempts=cfg.run.max_attempts), organizer_ids=ids,
+                    organizer_problems=problems, client_id=cfg.auth.client_id or None, stop=stop)
+    gone: list[JournalledMeeting] = []
+    lock = threading.Lock()
+
+    def get(meeting: JournalledMeeting) -> Operation:
+        return Operation(call=lambda gw, oid: gw.get_meeting(oid, meeting.meeting_id),
+                         organizer=meeting.organizer, key=meeting, done=frozenset({200}),
+                         organizer_404=False)
+
+    def on_done(done: Completed) -> None:
+        meeting: JournalledMeeting = done.operation.key
+        row = _where(meeting, requests)
+        with lock:
+            if done.ok:
+                report.present += 1
+            elif done.response is not None and done.response.status == 404:
+                gone.append(meeting)
+                report.missing.append((row, (
+                    f"the meeting {meeting.meeting_id} of {meeting.organizer} is gone from Teams "
+                    "(404), although the journal has it")))
+            else:
+                why = done.error or (runner.describe(meeting.organizer, done.response,
+                                                     done.attempts)
+                                     if done.response is not None else "not checked")
+                report.unchecked.append((row, f"could not check the meeting "
+                                              f"{meeting.meeting_id}: {why}"))
+
+    runner.run_operations([get(m) for m in meetings], on_done)
+    report.missing.sort(key=lambda item: (item[0] or 0))
+    report.unchecked.sort(key=lambda item: (item[0] or 0))
+    return gone
+
+
+def _recreate(options, gateway: GraphGateway, book: journals.Journal,
+              gone: list[JournalledMeeting], requests: dict[tuple[str, str], MeetingRequest],
+              report: VerifyReport, stop: threading.Event) -> None:
+    """createOrGet each missing meeting from its current sheet row; record what comes back."""
+    from bulkmeet import pipeline
+
+    cfg = options.config
+    todo = [requests[(m.organizer, m.external_id)] for m in gone
+            if (m.organizer, m.external_id) in requests]
+    for m in gone:
+        if (m.organizer, m.external_id) not in requests:
+            report.unchecked.append((m.row, f"the meeting {m.meeting_id} is gone and its row is "
+                                            "no longer in the sheet, so it was not made again"))
+    if not todo:
+        return
+    by_key = {(r.organizer, r.external_id): r for r in todo}
+    ids, problems = pipeline._resolve(gateway, (o for o, _ in by_key), book, cfg, stop)
+
+    def on_result(result: MeetingResult) -> None:
+        req = by_key[(result.organizer, result.external_id)]
+        book.record(result, state=result.state, row=req.row)
+        if result.ok:
+            report.recreated += 1
+
+    runner = Runner(gateway, concurrency=options.concurrency or cfg.run.concurrency,
+                    policy=RetryPolicy(max_attempts=cfg.run.max_attempts), on_result=on_result,
+                    organizer_ids=ids, organizer_problems=problems,
+                    client_id=cfg.auth.client_id or None, stop=stop)
+    runner.run(todo)
+    log.info("re-created %d of %d missing meeting(s)", report.recreated, len(gone))

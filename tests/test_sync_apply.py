@@ -1,0 +1,116 @@
+"""The update and cancel phases when Graph misbehaves, with the in-memory ``FakeGraph`` behind the
+gateway seam (the emulator answers correctly; these answers are the ones a real tenant may give):
+a 200 that does not show the change, a meeting deleted by hand, a refused or unanswered DELETE.
+Each must leave the journal holding only what Graph confirmed."""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from bulkmeet.config import load_config
+from bulkmeet.graph import GraphResponse
+from bulkmeet.journal import Journal
+from bulkmeet.pipeline import RunOptions, run_import
+from bulkmeet.sync import ACTIVE, CANCELLED, DELETING
+from tests import helpers
+from tests.fakes import FakeGraph
+
+TEACHER = "teacher0@test.example"
+TEACHER_ID = str(uuid.uuid4())
+
+
+def setup(tmp_path: Path, n: int = 3, extra_run: str = ""):
+    tenant = helpers.make_tenant(tmp_path / "directory.json")
+    rows = [[*r[:3], TEACHER, *r[4:]] for r in helpers.schedule_rows(tenant, n)]
+    schedule = helpers.write_csv(tmp_path / "s.csv", rows)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("unused: the fake gateway makes no connection\n")
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, "https://127.0.0.1:9", ca,
+                                  extra_run=extra_run)
+    fake = FakeGraph(users={TEACHER: TEACHER_ID})
+    return schedule, load_config(config), rows, fake
+
+
+def run(schedule: Path, cfg, fake: FakeGraph, **options):
+    return run_import(RunOptions(schedule=schedule, config=cfg, **options),
+                      gateway_factory=lambda _: fake)
+
+
+def journal_meetings(tmp_path: Path):
+    with Journal.open(tmp_path / "s.journal.sqlite", lock=False) as journal:
+        return journal.meetings()
+
+
+def error(outcome) -> str:
+    return outcome.error or ""
+
+
+def test_a_200_without_the_new_values_is_not_recorded_as_applied(tmp_path) -> None:
+    schedule, cfg, rows, fake = setup(tmp_path)
+    assert run(schedule, cfg, fake).exit_status == 0
+    before = journal_meetings(tmp_path)
+    first = next(m for m in before.values() if m.row == 2)
+    rows[0][5], rows[0][6] = "11:00", "11:50"
+    helpers.write_csv(schedule, rows)
+    stale = dict(fake.meetings[(TEACHER_ID, first.external_id)])
+    fake.script[first.meeting_id] = [GraphResponse(200, stale)]  # "OK", but nothing changed
+    outcome = run(schedule, cfg, fake)
+    line = outcome.outcomes[(2, 0)]
+    assert outcome.exit_status == 1 and line.status == "failed"
+    assert "does not show the new time" in error(line) and "next run" in error(line)
+    assert line.meeting is not None and line.meeting.join_url  # the link still works
+    assert journal_meetings(tmp_path)[(TEACHER, first.external_id)].state == first.state
+    again = run(schedule, cfg, fake)  # Graph behaves now: the same PATCH is sent and confirmed
+    assert again.exit_status == 0 and again.outcomes[(2, 0)].status == "updated"
+    assert journal_meetings(tmp_path)[(TEACHER, first.external_id)].state.start == \
+        "2027-03-01T17:00:00Z"
+
+
+def test_a_meeting_deleted_by_hand_is_made_again(tmp_path) -> None:
+    schedule, cfg, rows, fake = setup(tmp_path)
+    run(schedule, cfg, fake)
+    key = next(k for k, m in journal_meetings(tmp_path).items() if m.row == 3)
+    del fake.meetings[(TEACHER_ID, key[1])]  # someone deleted it in Teams
+    rows[1][2] = "Renamed"
+    helpers.write_csv(schedule, rows)
+    outcome = run(schedule, cfg, fake)
+    assert outcome.outcomes[(3, 0)].status == "failed"
+    assert "no longer in Teams" in error(outcome.outcomes[(3, 0)])
+    assert journal_meetings(tmp_path)[key].status == CANCELLED
+    again = run(schedule, cfg, fake)
+    assert again.exit_status == 0 and again.outcomes[(3, 0)].status == "created"
+    assert fake.meetings[(TEACHER_ID, key[1])]["subject"] == "CS101: Renamed"
+
+
+def test_a_refused_delete_leaves_the_meeting_active_and_says_why(tmp_path) -> None:
+    schedule, cfg, rows, fake = setup(tmp_path, n=12)
+    run(schedule, cfg, fake)
+    key = next(k for k, m in journal_meetings(tmp_path).items() if m.row == 2)
+    mid = journal_meetings(tmp_path)[key].meeting_id
+    fake.script[mid] = [GraphResponse(403, {"error": {"code": "Forbidden", "message": "No."}})]
+    helpers.write_csv(schedule, rows[1:])
+    outcome = run(schedule, cfg, fake, cancel_removed=True)
+    (removed,) = outcome.removed
+    assert removed.status == "failed" and "could not be cancelled" in removed.reason
+    assert outcome.exit_status == 7  # still pending: the meeting is in Teams
+    assert journal_meetings(tmp_path)[key].status == ACTIVE
+    done = run(schedule, cfg, fake, cancel_removed=True)
+    assert done.exit_status == 0 and done.removed[0].status == "cancelled"
+
+
+def test_an_unanswered_delete_is_finished_by_the_next_run_even_unasked(tmp_path) -> None:
+    schedule, cfg, rows, fake = setup(tmp_path, n=12, extra_run="max_attempts = 2")
+    run(schedule, cfg, fake)
+    key = next(k for k, m in journal_meetings(tmp_path).items() if m.row == 2)
+    mid = journal_meetings(tmp_path)[key].meeting_id
+    fake.script[mid] = [GraphResponse(None, failure="timeout")] * cfg.run.max_attempts
+    helpers.write_csv(schedule, rows[1:])
+    outcome = run(schedule, cfg, fake, cancel_removed=True)
+    assert "the next run finishes it" in outcome.removed[0].reason
+    assert journal_meetings(tmp_path)[key].status == DELETING
+    assert (TEACHER_ID, key[1]) in fake.meetings  # never reached Graph
+    later = run(schedule, cfg, fake)  # no --cancel-removed: the operator already chose it
+    assert later.exit_status == 0 and later.removed[0].status == "cancelled"
+    assert (TEACHER_ID, key[1]) not in fake.meetings
+    calls = [c for c in fake.calls if c[0] == "delete" and c[2] == mid]
+    assert len(calls) == cfg.run.max_attempts + 1

@@ -1,0 +1,80 @@
+"""`bulkmeet verify`: meetings the journal remembers but the tenant forgot (issue 12, item 10).
+
+Against the emulator over real HTTPS: a run makes the meetings, an "admin" deletes some of them
+with a real DELETE, and verify must find exactly those, by sheet row, and --repair must make them
+again so that the next run writes their new links.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests import helpers
+
+
+def _delete(config: Path, meetings: list[dict]) -> None:
+    """What an admin does by hand: a real DELETE of each meeting, over HTTPS."""
+    from bulkmeet.config import load_config
+    from bulkmeet.pipeline import _http_gateway
+
+    gateway = _http_gateway(load_config(config))
+    try:
+        for m in meetings:
+            assert gateway.delete_meeting(m["organizerId"], m["id"]).status == 204
+    finally:
+        gateway.close()
+
+
+def test_verify_finds_deleted_meetings_and_repair_makes_them_again(
+        tmp_path, tenant, emulator, secret_env, run_cli):
+    rows = helpers.schedule_rows(tenant, 12)
+    schedule = helpers.write_csv(tmp_path / "s.csv", rows)
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path)
+    assert run_cli("run", schedule, "--config", config).code == 0
+    clean = run_cli("verify", schedule, "--config", config)
+    assert clean.code == 0, clean.err
+    assert "12 journalled meetings: 12 present, 0 missing" in clean.out
+
+    out = {r["externalId"]: r for r in helpers.read_output(tmp_path / "s.results.xlsx")}
+    by_ext = {m["externalId"]: m for m in emulator.meetings()}
+    victims = [by_ext[ext] for ext in list(out)[3:5]]  # sheet rows 5 and 6
+    _delete(config, victims)
+    gets_before = _gets(emulator)
+
+    found = run_cli("verify", schedule, "--config", config)
+    assert found.code == 1, found.out + found.err
+    assert "12 journalled meetings: 10 present, 2 missing" in found.out
+    for victim, row in zip(victims, (5, 6), strict=True):
+        assert f"{schedule}: row {row}: the meeting {victim['id']} of " in found.out
+    assert "--repair" in found.out
+    assert _gets(emulator) - gets_before == 12  # one GET per journalled meeting, nothing else
+    assert len(emulator.meetings()) == 10  # verify alone changes nothing
+
+    repaired = run_cli("verify", schedule, "--config", config, "--repair")
+    assert repaired.code == 0, repaired.out + repaired.err
+    assert "2 missing, 2 re-created" in repaired.out
+    assert len(emulator.meetings()) == 12
+    assert run_cli("verify", schedule, "--config", config).code == 0
+
+    again = run_cli("run", schedule, "--config", config)
+    assert again.code == 0, again.err
+    new = {m["externalId"]: m for m in emulator.meetings()}
+    out = {r["externalId"]: r for r in helpers.read_output(tmp_path / "s.results.xlsx")}
+    for victim in victims:
+        assert out[victim["externalId"]]["joinWebUrl"] == new[victim["externalId"]]["joinWebUrl"]
+        assert new[victim["externalId"]]["id"] != victim["id"]
+
+
+def test_verify_without_a_journal_says_so(tmp_path, tenant, emulator, secret_env, run_cli):
+    schedule = helpers.write_csv(tmp_path / "s.csv", helpers.schedule_rows(tenant, 2))
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path)
+    result = run_cli("verify", schedule, "--config", config)
+    assert result.code == 2
+    assert f"There is no journal {tmp_path}/s.journal.sqlite for {schedule}" in result.err
+
+
+def _gets(emulator) -> int:
+    """GETs of single meetings the emulator answered (any status)."""
+    return sum(sum(per.values()) for key, per in emulator.stats()["by_path"].items()
+               if key.startswith("GET ") and "/onlineMeetings/" in key)
