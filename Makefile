@@ -35,7 +35,9 @@ demo: $(STAMP)
 	@$(BIN)/bulkmeet run samples/schedule.xlsx --config samples/bulkmeet.toml --emulator; \
 	  status=$$?; \
 	  echo "== exit status $$status (1 is expected: the sample has deliberately invalid rows and an"; \
-	  echo "   organizer without an access policy; open samples/schedule.results.xlsx to see them)"; \
+	  echo "   organizer without an access policy; open samples/schedule.results.xlsx to see them,"; \
+	  echo "   samples/schedule.results.html for the run report, and samples/schedule.calendars/ and"; \
+	  echo "   samples/schedule.handouts/ for what teachers and students get)"; \
 	  test $$status -le 1
 
 ## make demo-registrar: a registrar export as it comes (weekly patterns, term table, staff list) end to end
@@ -67,6 +69,7 @@ bench-smoke: $(BENCH_STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
 	rm -f samples/*.results.* samples/*.journal.* samples/*.emulator-state.json
+	rm -rf samples/*.calendars samples/*.handouts
 	rm -rf samples/registrar/export.results.* samples/registrar/export.journal.* \
 	  samples/registrar/export.emulator-state.json samples/registrar/export.calendars \
 	  samples/registrar/export.handouts

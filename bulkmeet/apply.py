@@ -185,8 +185,8 @@ class _Updates:
         req = update.request
         meeting = self.book[_key(req)]
         prior = self.outcomes.get(req.outcome_key)
-        earlier = prior.attempts or 0 if prior is not None and prior.status != PENDING else 0
-        attempts = earlier + done.attempts
+        earlier = (prior.attempts or 0) if prior is not None and prior.status != PENDING else 0
+        attempts = earlier + done.attempts  # createOrGet's and the PATCH's, for this run
         response = done.response
         wanted = MeetingState.desired(req)
         if done.ok and response is not None and isinstance(response.body, dict):
@@ -312,7 +312,7 @@ def send_cancels(make_runner: MakeRunner, journal: Journal, targets: Sequence[Re
                 journal.delete_abandoned(meeting, reason)
                 reason = f"could not be cancelled: {reason}"
             else:
-                reason = f"the cancel was not confirmed ({reason}); the next run finishes it"
+                reason = f"the cancel was not confirmed ({reason}); the next run tries again"
             outcome = replace(target, status=sync.REMOVED_FAILED, reason=reason)
         with lock:
             results[(target.organizer, target.external_id)] = outcome

@@ -279,7 +279,7 @@ def plan_command(schedule: str, config_path: str | None, sheet: str | None, outp
                      output=Path(output) if output else None, cancel_removed=cancel_removed,
                      max_cancel=max_cancel)
     for line in result.table():
-        click.echo(line)
+        click.echo(printable(line))
     click.echo(result.line())
     if result.cancel_reason and result.totals["orphaned"]:
         click.echo(f"Nothing would be cancelled: {result.cancel_reason}.")

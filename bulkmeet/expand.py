@@ -22,7 +22,7 @@ sessions on those days are not sent).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -47,6 +47,7 @@ from bulkmeet.patterns import (
     WeeklyPattern,
     parse_clock,
     parse_days,
+    parse_time_range,
 )
 from bulkmeet.plan import ROLE_RANK, Plan, RowPlanner, derive_external_id, normalise_key_value
 from bulkmeet.staff import StaffDirectory, StaffError
@@ -80,7 +81,11 @@ class PatternPlanner:
             return resolved.get(name, name)
 
         p = config.pattern
-        self.days_col, self.start_col, self.end_col = col(p.days), col(p.start_time), col(p.end_time)
+        self.days_col = col(p.days)
+        self.times_col = col(p.times) if p.times else None
+        # With one range column, problems with either end are reported against it.
+        self.start_col = col(p.start_time) if p.start_time else col(p.times or "")
+        self.end_col = col(p.end_time) if p.end_time else col(p.times or "")
         self.per_section = p.meetings == PER_SECTION
         self.resolved = resolved
         source = str(config.path.name) if config.path else "the config"
@@ -109,9 +114,14 @@ class PatternPlanner:
     def pattern(self, values: Mapping[str, Any], errors: list) -> WeeklyPattern | None:
         """The row's days and times; each problem is reported against its own column."""
         parsed: list[Any] = []
-        for column, what, parse in ((self.days_col, "the days the class meets", _days),
-                                    (self.start_col, "the time the class starts", parse_clock),
-                                    (self.end_col, "the time the class ends", parse_clock)):
+        cells: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
+            (self.days_col, "the days the class meets", _days),
+            (self.start_col, "the time the class starts", parse_clock),
+            (self.end_col, "the time the class ends", parse_clock))
+        if self.times_col:
+            cells = ((self.days_col, "the days the class meets", _days),
+                     (self.times_col, "the class times", parse_time_range))
+        for column, what, parse in cells:
             raw = values.get(column)
             if raw is None:
                 errors.append((column, f"missing; {what} is needed (add a [[skip]] rule for rows "
@@ -122,12 +132,13 @@ class PatternPlanner:
             except PatternError as exc:
                 errors.append((column, str(exc)))
                 return None
-        weekdays, start, end = parsed
+        weekdays, start, end = parsed if len(parsed) == 3 else (parsed[0], *parsed[1])
         if end <= start:
             relation = "the same as" if end == start else "before"
-            errors.append((self.end_col, f"{times.show(values.get(self.end_col))} is {relation} "
-                                         f"{self.start_col} {times.show(values.get(self.start_col))}; "
-                                         "a class must end after it starts, on the same day"))
+            what = (f"{times.show(end)} is {relation} the start {times.show(start)}" if self.times_col
+                    else f"{times.show(values.get(self.end_col))} is {relation} {self.start_col} "
+                         f"{times.show(values.get(self.start_col))}")
+            errors.append((self.end_col, f"{what}; a class must end after it starts, on the same day"))
             return None
         return WeeklyPattern(weekdays, start, end)
 

@@ -249,7 +249,7 @@ class Gate:
         in a run, dividing by the whole window would underestimate the limit badly)."""
         while self._delivered and self._delivered[0] < now - DELIVERY_WINDOW_S:
             self._delivered.popleft()
-        if not self._delivered:
+        if not self._delivered or self._first_answer is None:
             return 0.0
         span = min(DELIVERY_WINDOW_S, max(now - self._first_answer, 0.25))
         return len(self._delivered) / span

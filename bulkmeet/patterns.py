@@ -12,7 +12,8 @@ Sunday, as in a Banner export); if a letter is not a day letter (``TH``), the co
 abbreviations (``TH`` = Thursday). Anything else is an error naming the part that is not a day.
 
 Times: anything ``times.parse_time`` reads (``09:30 AM``, ``9:30am``, ``13:30``, an Excel time
-cell), plus military ``0930``/``1445`` without a colon as some SIS exports write them.
+cell), plus military ``0930``/``1445`` without a colon as some SIS exports write them (also
+``930``: an Excel number cell that dropped the leading zero).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ _WORDS = sorted({
     "sunday": 6, "sun": 6, "su": 6, "u": 6,
 }.items(), key=lambda kv: -len(kv[0]))
 _SEPARATORS = re.compile(r"[\s/,\-+&.;|]+")
-_MILITARY = re.compile(r"^([01]?\d|2[0-3])([0-5]\d)$")
+_MILITARY = re.compile(r"^(0\d|1\d|2[0-3]|\d)([0-5]\d)$")
 DAYS_HINT = "use letters like MWF, TR (R = Thursday), or names like Mon/Wed"
 
 
@@ -86,12 +87,41 @@ def parse_clock(value: Any) -> time:
     """A class's start or end time; ``PatternError`` with the value as typed."""
     if isinstance(value, str):
         m = _MILITARY.match(value.strip())
-        if m and len(value.strip()) == 4:
+        if m:  # "0930", or "930" from a number cell that lost its leading zero
             return time(int(m[1]), int(m[2]))
     try:
         return times.parse_time(value)
     except times.TimeValueError as exc:
         raise PatternError(str(exc)) from None
+
+
+_RANGE = re.compile(r"^\s*(?P<a>.+?)\s*(?:-|–|—|\bto\b)\s*(?P<b>.+?)\s*$", re.I)
+_MERIDIEM = re.compile(r"\s*([ap])\.?\s*m\.?\s*$", re.I)
+
+
+def parse_time_range(value: Any) -> tuple[time, time]:
+    """Start and end of a one-column time range: ``09:30 AM-10:45 AM``, ``0930-1045``,
+    ``9:30-10:45 AM`` (the end's AM/PM also applies to the start when that makes it the earlier).
+    ``PatternError`` with the value as typed."""
+    if not isinstance(value, str):
+        raise PatternError(f"{times.show(value)} is not a time range (use 09:30 AM-10:45 AM)")
+    m = _RANGE.match(value)
+    if not m:
+        raise PatternError(f"\"{value}\" is not a time range (use 09:30 AM-10:45 AM)")
+    a, b = m["a"], m["b"]
+    try:
+        end = parse_clock(b)
+        suffix = _MERIDIEM.search(b)
+        if suffix and not _MERIDIEM.search(a) and not _MILITARY.match(a.strip()):
+            other = "a" if suffix[1].lower() == "p" else "p"
+            start = parse_clock(f"{a} {suffix[1]}m")
+            if start >= end:
+                start = parse_clock(f"{a} {other}m")
+        else:
+            start = parse_clock(a)
+    except PatternError:
+        raise PatternError(f"\"{value}\" is not a time range (use 09:30 AM-10:45 AM)") from None
+    return start, end
 
 
 def parse_pattern(days: Any, start: Any, end: Any) -> WeeklyPattern:
@@ -111,7 +141,7 @@ def parse_pattern(days: Any, start: Any, end: Any) -> WeeklyPattern:
 
 PER_SESSION, PER_SECTION = "session", "section"
 MEETINGS = (PER_SESSION, PER_SECTION)
-_KEYS = ("days", "start_time", "end_time", "meetings")
+_KEYS = ("days", "start_time", "end_time", "times", "meetings")
 
 
 @dataclass(frozen=True)
@@ -122,13 +152,18 @@ class PatternSettings:
     per section for the whole term, starting at its first session."""
 
     days: str
-    start_time: str
-    end_time: str
+    start_time: str | None = None
+    end_time: str | None = None
+    times: str | None = None  # or one column with the range: "09:30 AM-10:45 AM"
     meetings: str = PER_SESSION
 
     def mapped_columns(self) -> list[tuple[str, str]]:
-        return [("[pattern] days", self.days), ("[pattern] start_time", self.start_time),
-                ("[pattern] end_time", self.end_time)]
+        pairs = [("[pattern] days", self.days)]
+        for key in ("start_time", "end_time", "times"):
+            value = getattr(self, key)
+            if value:
+                pairs.append((f"[pattern] {key}", value))
+        return pairs
 
 
 def parse_pattern_settings(raw: Any, where: str) -> PatternSettings:
@@ -145,13 +180,19 @@ def parse_pattern_settings(raw: Any, where: str) -> PatternSettings:
             raise ConfigError(f"{where}: unknown key '{key}' in [pattern].{hint}")
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{where}: [pattern] {key} must be a text value in quotes.")
-    missing = [k for k in ("days", "start_time", "end_time") if k not in raw]
+    wanted = ("days", "times") if "times" in raw else ("days", "start_time", "end_time")
+    missing = [k for k in wanted if k not in raw]
     if missing:
         raise ConfigError(f"{where}: [pattern] needs days, start_time and end_time (the columns "
-                          f"with the days code and the class times); missing: {', '.join(missing)}.")
+                          "with the days code and the class times; or times = \"...\" for one "
+                          f"column like 09:30 AM-10:45 AM); missing: {', '.join(missing)}.")
+    if "times" in raw and ("start_time" in raw or "end_time" in raw):
+        raise ConfigError(f"{where}: [pattern] set times (one column with the range) or "
+                          "start_time and end_time, not both.")
     meetings = raw.get("meetings", PER_SESSION).strip().lower()
     if meetings not in MEETINGS:
         raise ConfigError(f"{where}: [pattern] meetings must be \"session\" (one meeting per class "
                           f"day) or \"section\" (one meeting for the whole term); it is \"{meetings}\".")
-    return PatternSettings(raw["days"].strip(), raw["start_time"].strip(), raw["end_time"].strip(),
-                           meetings)
+    col = {k: raw[k].strip() for k in ("start_time", "end_time", "times") if k in raw}
+    return PatternSettings(raw["days"].strip(), col.get("start_time"), col.get("end_time"),
+                           col.get("times"), meetings)

@@ -280,6 +280,7 @@ def run_import(
     locked for the whole run, so nothing is sent before a bad path is found.
     """
     output = options.output or report.default_output_path(options.schedule, _kind(options))
+    report.check_output_name(output)
     paths.check_run_paths(options.schedule, write_targets(options))
     with paths.lock_output(output, str(options.schedule)):
         remove_stale_temp_files(output)
@@ -377,8 +378,13 @@ def _dry_run(options: RunOptions, sheet: Sheet, the_plan: planning.Plan, outcome
              output: Path, started: str) -> RunOutcome:
     """--dry-run: every valid row is written with the request it would send; nothing is called."""
     for req in the_plan.requests:
+        # The planned subject and times fill meetingSubject/startLocal/endLocal, so a weekly
+        # pattern's sessions can be checked day by day before anything is made.
+        planned = MeetingInfo(meeting_id="", subject=req.subject,
+                              start_utc=utc_iso(req.start) if req.start else None,
+                              end_utc=utc_iso(req.end) if req.end else None)
         outcomes[req.outcome_key] = RowOutcome(
-            req.row, PLANNED, external_id=req.external_id,
+            req.row, PLANNED, external_id=req.external_id, meeting=planned,
             request=describe_request(req, options.config), session=req.session)
     share_outcomes(the_plan, outcomes)
     summary = _summary(options, sheet, outcomes, output, started)

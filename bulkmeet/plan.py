@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo
 from bulkmeet import meeting_options, times
 from bulkmeet.columns import check_columns, resolve_columns
 from bulkmeet.config import EMAIL_RE, GUID_RE, ROLES, Config, parse_template
+from bulkmeet.filters import SkipFilter
 from bulkmeet.models import (
     ME,
     Attendee,
@@ -505,7 +506,7 @@ def plan_rows(sheet: Sheet, config: Config, *, now: datetime | None = None) -> P
 
             planned = plan_patterns(sheet, config, resolved, now)
         else:
-            planned = _plan(sheet, RowPlanner(config, resolved, now))
+            planned = _plan(sheet, RowPlanner(config, resolved, now), SkipFilter(config.skip, resolved))
     return _with_options(planned, sheet, config, resolved)
 
 
@@ -535,12 +536,17 @@ def _with_options(planned: Plan, sheet: Sheet, config: Config, resolved: dict[st
                                         key=lambda bad: bad.row)))
 
 
-def _plan(sheet: Sheet, planner: RowPlanner) -> Plan:
+def _plan(sheet: Sheet, planner: RowPlanner, skip: SkipFilter) -> Plan:
     requests: list[MeetingRequest] = []
     invalid: list[InvalidRow] = []
     duplicates: list[DuplicateRow] = []
+    skipped: list[SkippedRow] = []
     first_row: dict[str, int] = {}
     for row in sheet.rows:
+        rule = skip.match(row.values) if skip.compiled else None
+        if rule is not None:  # [[skip]] rules hold for dated sheets too
+            skipped.append(SkippedRow(row.number, rule.describe()))
+            continue
         result = planner.plan(row)
         if isinstance(result, InvalidRow):
             invalid.append(result)
@@ -551,4 +557,4 @@ def _plan(sheet: Sheet, planner: RowPlanner) -> Plan:
             continue
         first_row[result.external_id] = row.number
         requests.append(result)
-    return Plan(tuple(requests), tuple(invalid), tuple(duplicates))
+    return Plan(tuple(requests), tuple(invalid), tuple(duplicates), skipped=tuple(skipped))

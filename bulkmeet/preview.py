@@ -167,9 +167,13 @@ def preview(schedule: Path, cfg: Config, *, sheet_name: str | None = None,
 
 
 def write_plan(path: Path, lines: list[PlanLine]) -> None:
-    """One line per action (.xlsx or .csv by suffix), atomically; cells are made formula-safe."""
-    ordered = sorted(lines, key=lambda p: (COUNTED + (INVALID, DUPLICATE, SKIPPED)).index(
-        p.action) if p.action in COUNTED + (INVALID, DUPLICATE, SKIPPED) else 99)
+    """One line per action (.xlsx or .csv by suffix), atomically; cells are made formula-safe.
+
+    Unchanged rows are counted, not listed: like terraform plan, the sheet shows what would
+    happen, and a quiet night's plan of 10,000 rows stays a short file.
+    """
+    order = (CREATE, UPDATE, CANCEL, KEEP, INVALID, DUPLICATE, SKIPPED)
+    ordered = sorted((p for p in lines if p.action in order), key=lambda p: order.index(p.action))
 
     def safe(value: Any) -> Any:
         return report.neutralise(value) if isinstance(value, str) else value
@@ -189,21 +193,25 @@ def write_plan(path: Path, lines: list[PlanLine]) -> None:
         atomic_write(path, write_csv)
         return
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
 
     def write_xlsx(handle: BinaryIO) -> None:
-        wb = Workbook()
-        ws = wb.active
-        ws.title = "Plan"
-        ws.append(list(PLAN_COLUMNS))
-        for cell in ws[1]:
-            cell.font = Font(bold=True)
-        for line in ordered:
-            ws.append([safe(v) for v in line.values()])
-        ws.freeze_panes = "A2"
-        ws.auto_filter.ref = ws.dimensions
+        wb = Workbook(write_only=True)  # streamed: a term's worth of changes stays quick
+        ws = wb.create_sheet("Plan")
         for letter, width in zip("ABCDEFGHI", (10, 6, 30, 40, 17, 70, 38, 30, 45), strict=True):
             ws.column_dimensions[letter].width = width
+        ws.freeze_panes = "A2"
+        ws.auto_filter.ref = f"A1:I{len(ordered) + 1}"
+        bold = Font(bold=True)
+        header = []
+        for name in PLAN_COLUMNS:
+            cell = WriteOnlyCell(ws, value=name)
+            cell.font = bold
+            header.append(cell)
+        ws.append(header)
+        for line in ordered:
+            ws.append([safe(v) for v in line.values()])
         wb.save(handle)
 
     path.parent.mkdir(parents=True, exist_ok=True)

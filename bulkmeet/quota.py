@@ -69,7 +69,7 @@ class MeetingQuota:
                 f"Organizer {organizer} has {n:,} of Graph's {self.cap:,} meetings for {self.month} "
                 "(counted in the journal): new meetings beyond the limit will be refused until "
                 "the month turns; spread the remaining sessions over other organizers if needed.")
-            log.warning("%s", self.warnings[organizer])
+            log.debug("%s", self.warnings[organizer])  # shown once, as a note of the run
 
     def note(self, organizer: str, *, by_graph: bool = False) -> str:
         """The one sentence for every row of an organizer at the cap."""

@@ -623,6 +623,14 @@ def removed_csv_path(output: Path) -> Path:
     return output.with_name(output.stem + ".removed.csv")
 
 
+def check_output_name(path: Path) -> None:
+    """The output sheet's name must end in .xlsx or .csv (the run checks it before sending)."""
+    if Path(path).suffix.lower() not in (".xlsx", ".csv"):
+        raise InputError(
+            f"Cannot write the output sheet {path}: the name must end in .xlsx or .csv."
+        )
+
+
 def write_output(path: Path, sheet: Sheet, outcomes: Mapping[Any, RowOutcome],
                  summary: RunSummary, *, dry_run: bool = False,
                  removed: Sequence[RemovedMeeting] = (), time_zone: str | None = None) -> None:
@@ -633,10 +641,7 @@ def write_output(path: Path, sheet: Sheet, outcomes: Mapping[Any, RowOutcome],
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".xlsx", ".csv"):
-        raise InputError(
-            f"Cannot write the output sheet {path}: the name must end in .xlsx or .csv."
-        )
+    check_output_name(path)
     columns = output_columns(sheet, dry_run=dry_run)
     lines = _lines(sheet, outcomes)
     rows = _rows(sheet, lines, dry_run, ZoneInfo(time_zone) if time_zone else None)

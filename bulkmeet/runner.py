@@ -406,7 +406,7 @@ class Runner:
             if organizer not in self._refused:
                 self._refused[organizer] = self.quota.note(organizer, by_graph=by_graph)
                 self.stats.blocked_organizers[organizer] = self._refused[organizer]
-                log.warning("%s", self._refused[organizer])
+                log.debug("%s", self._refused[organizer])  # the run summary notes it once
             return self._refused[organizer]
 
     def _verdict(self, task: _Task, response: GraphResponse) -> tuple[str, float]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from bulkmeet import text
 from bulkmeet.models import Sheet
-from bulkmeet.patterns import PatternError, parse_clock, parse_days
+from bulkmeet.patterns import PatternError, parse_clock, parse_days, parse_time_range
 from bulkmeet.starter import (
     _ID,
     _ORGANIZER,
@@ -40,6 +40,7 @@ _BEGIN = [r"(begin|start|from)( (time|tm|hour))?", r"(time )?(begin|start)", r"(
           r".*\b(begin|start)\b.*"]
 _FINISH = [r"(end|finish|until|to)( (time|tm|hour))?", r"(time )?(end|finish)", r"(mtg |meeting )?end time",
            r".*\b(end|finish)\b.*"]
+_TIMES = [r"((meeting|mtg|class|section) )?times?( range)?", r".*\btimes?\b.*", r"hours?"]
 _TERM = [r"(part of term( code)?|pot|ptrm|part term|term part|session( code| cd)?|sess|sub ?term)"]
 _INSTRUCTOR = [r"(primary )?(instructors?|teachers?|faculty|professors?|lecturers?)( (names?|list))?",
                r".*\b(instructors?|faculty)\b.*"]
@@ -67,6 +68,11 @@ def _days_like(values: list[Any]) -> bool:
 def _clock_like(values: list[Any]) -> bool:
     real = scheduled(values)
     return bool(real) and _mostly(real, lambda v: _ok(parse_clock, v))
+
+
+def _range_like(values: list[Any]) -> bool:
+    real = scheduled(values)
+    return bool(real) and _mostly(real, lambda v: _ok(parse_time_range, v))
 
 
 def _names_like(values: list[Any]) -> bool:
@@ -108,7 +114,8 @@ def registrar_starter(sheet: Sheet) -> str | None:
         return None
     begin = cols.find(_BEGIN, _clock_like)
     finish = cols.find(_FINISH, _clock_like) if begin else None
-    if begin is None or finish is None:
+    span = None if (begin and finish) else cols.find(_TIMES, _range_like)
+    if not ((begin and finish) or span):
         cols.used.discard(days)
         return None
     organizer = cols.find(_ORGANIZER, lambda vs: _mostly(vs, _is_address))
@@ -141,8 +148,11 @@ def registrar_starter(sheet: Sheet) -> str | None:
     add("[pattern]")
     add("# The weekly pattern (guessed): days code column and class times, no dates.")
     add(f"days = {_q(days)}")
-    add(f"start_time = {_q(begin)}")
-    add(f"end_time = {_q(finish)}")
+    if begin and finish:
+        add(f"start_time = {_q(begin)}")
+        add(f"end_time = {_q(finish)}")
+    elif span:
+        add(f"times = {_q(span)}   # one column: 09:30 AM-10:45 AM")
     add("# \"section\": one meeting (one link) per section for the whole term, starting at its first")
     add("# class; \"session\": one meeting per class day.")
     add("meetings = \"section\"")
@@ -154,7 +164,7 @@ def registrar_starter(sheet: Sheet) -> str | None:
         add("# TODO: no instructor column found; name the organizer of every meeting in [mapping]:")
         add("# organizer_fixed = \"registrar@school.edu\"")
         add("")
-    lines.extend(_skip_lines(sheet, days, begin, finish, status, kind))
+    lines.extend(_skip_lines(sheet, days, (begin, finish, span), status, kind))
     add("[run]")
     add("concurrency = 4")
     return "\n".join(lines) + "\n"
@@ -219,15 +229,15 @@ def _staff_lines(sheet: Sheet, instructor: str) -> list[str]:
     ]
 
 
-def _skip_lines(sheet: Sheet, days: str, begin: str, finish: str, status: str | None,
+def _skip_lines(sheet: Sheet, days: str, clock: tuple[str | None, ...], status: str | None,
                 kind: str | None) -> list[str]:
     out: list[str] = []
-    arranged = _arranged_values(sheet, (begin, days, finish))
+    arranged = _arranged_values(sheet, (*clock, days))
+    if arranged:
+        out.append("# Rows that are not scheduled classes are reported as \"skipped\", not errors.")
     for column, found in arranged.items():
-        out += ["# Rows that are not scheduled classes are reported as \"skipped\", not errors.",
-                "[[skip]]", f"column = {_q(column)}", f"one_of = {_toml_list(found)}",
+        out += ["[[skip]]", f"column = {_q(column)}", f"one_of = {_toml_list(found)}",
                 "reason = \"no scheduled time\"", ""]
-        break
     if any(row.values.get(days) is None for row in sheet.rows):
         out += ["[[skip]]", f"column = {_q(days)}", "equals = \"\"", "reason = \"no meeting days\"", ""]
     if status:

@@ -33,9 +33,11 @@ from bulkmeet.models import (
 )
 
 __all__ = [
-    "ACTIVE", "CANCELLED", "DELETING", "CancelDecision", "Change", "JournalledMeeting",
-    "MeetingState", "RemovedMeeting", "SyncLimits", "SyncPlan", "Update", "build_plan",
-    "decide_cancel", "diff", "find_orphans", "patch_body", "unconfirmed",
+    "ACTIVE", "CANCELLED", "DELETING", "ORPHANED", "REMOVED_CANCELLED", "REMOVED_COLUMNS",
+    "REMOVED_FAILED", "CancelDecision", "Change", "JournalledMeeting", "MeetingState",
+    "RemovedMeeting", "SyncLimits", "SyncPlan", "Update", "build_plan", "decide_cancel", "diff",
+    "find_orphans", "local_text", "merged_state", "patch_body", "plan_update", "removed_row",
+    "unconfirmed",
 ]
 
 # Where a journalled meeting stands (the journal's ``meetings.status``).

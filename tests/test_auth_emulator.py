@@ -180,41 +180,38 @@ def test_invalidate_fetches_a_new_token_once(emu, tmp_path, monkeypatch):
     assert token_requests(emu) - before == 1
 
 
-def test_short_lived_tokens_are_refreshed_mid_run_without_failing_requests(emu, tmp_path, monkeypatch):
-    """8 workers call Graph for ~9 s with 6 s tokens: every call succeeds, refreshes are shared."""
+def test_short_lived_tokens_are_refreshed_ahead_by_one_worker_while_the_others_keep_theirs(
+        emu, tmp_path, monkeypatch):
+    """6 s tokens over 9 s of emulated time (the provider's clock and the emulator's move together,
+    nobody sleeps): at every step 8 workers get a token Graph accepts, one refresh per window."""
     monkeypatch.setenv("BULKMEET_CLIENT_SECRET", SECRET)
     emu.configure(token_lifetime_s=6)
-    provider = auth.build_token_provider(config(emu, tmp_path))
-    provider.token()  # as the runner does before starting its pool
+    now = [0.0]
+    provider = auth.build_token_provider(config(emu, tmp_path), clock=lambda: now[0])
+    tokens = {provider.token()}  # as the runner does before starting its pool
     before = token_requests(emu)
-    statuses: list[int] = []
-    tokens: set[str] = set()
-    stop = time.monotonic() + 9
-    lock = threading.Lock()
+    for _step in range(6):
+        now[0] += 1.5
+        emu.advance_clock(1.5)
+        barrier = threading.Barrier(8)
+        got: list[str] = []
 
-    def worker():
-        with requests.Session() as s:
-            while time.monotonic() < stop:
-                token = provider.token()
-                r = s.post(f"{emu.base_url}/v1.0/users/{ADA[1]}/onlineMeetings/createOrGet",
-                           json={"externalId": str(uuid.uuid4()), "subject": "refresh"},
-                           headers={"Authorization": f"Bearer {token}"},
-                           verify=str(emu.ca_path), timeout=10)
-                with lock:
-                    statuses.append(r.status_code)
-                    tokens.add(token)
-                time.sleep(0.05)
+        def worker(barrier=barrier, got=got):
+            barrier.wait()
+            got.append(provider.token())
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    refreshes = token_requests(emu) - before
-    assert statuses and set(statuses) == {201}, {s: statuses.count(s) for s in set(statuses)}
-    # Refresh starts 3 s before expiry: about one refresh per 3 s, never one per worker.
-    assert 2 <= refreshes <= 5, refreshes
-    assert len(tokens) == refreshes + 1
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(got) == 8
+        for token in set(got):  # the old token while one worker fetched the new one: still good
+            assert create_meeting(emu, token).status_code == 201
+        tokens |= set(got)
+    # A 6 s token is refreshed from 3 s before it expires: at t = 3, 6 and 9; never once per worker.
+    assert token_requests(emu) - before == 3
+    assert len(tokens) == 4
 
 
 def test_a_token_without_the_meetings_role_is_refused_before_any_row(emu, tmp_path, monkeypatch):
@@ -456,6 +453,26 @@ def test_login_times_out_when_nobody_enters_the_code(emu, tmp_path):
     shown: list[str] = []
     msg = str(auth_error(lambda: auth.login(cfg, echo=shown.append, timeout=1.5)))
     assert "Nobody entered the sign-in code in time" in msg and len(shown) == 1
+    assert not auth.token_cache_path(cfg).exists()
+
+
+@pytest.mark.parametrize("error,sentence", [
+    ("authorization_declined", "The sign-in was declined in the browser: run `{login}` again and "
+                               "approve it."),
+    ("bad_verification_code", "The sign-in service did not accept the code that was entered: run "
+                              "`{login}` again and type the new code exactly as shown."),
+    ("expired_token", "The sign-in code expired before it was used: run `{login}` again and enter "
+                      "the code promptly."),
+])
+def test_login_refused_at_the_device_code_page_says_what_to_do(emu, tmp_path, error, sentence):
+    cfg = config(emu, tmp_path, mode="delegated")
+
+    def echo(message: str) -> None:
+        code = re.search(r"enter the code (\S+)", message).group(1)
+        emu.deny_device_code(code, error)
+
+    msg = str(auth_error(lambda: auth.login(cfg, echo=echo, timeout=30)))
+    assert msg == sentence.format(login=f"bulkmeet login --config {tmp_path / 'bulkmeet.toml'}")
     assert not auth.token_cache_path(cfg).exists()
 
 

@@ -48,6 +48,10 @@ def entra(code: int, error: str, text: str) -> dict:
      "'client_assertion' or 'client_secret'.", ["Allow public client flows"]),
     (65001, "invalid_grant", "The user or administrator has not consented to use the application.",
      ["admin consent", "API permissions"]),
+    (50059, "invalid_request", "No tenant-identifying information found in either the request or "
+     "implied by any provided credentials.", ["tenant_id", "Directory (tenant) ID"]),
+    (50194, "invalid_request", "Application 'x' is not configured as a multi-tenant application.",
+     ["own tenant only", "instead of '" + TENANT + "'", "multi-tenant"]),
     (700082, "invalid_grant", "The refresh token has expired due to inactivity.",
      ["expired or was revoked", "bulkmeet login --config /etc/b.toml", "token-cache.json"]),
     (50076, "invalid_grant", "Due to a configuration change made by your administrator, you must "

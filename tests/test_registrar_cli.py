@@ -238,3 +238,44 @@ def test_directory_without_emulator_is_refused(tmp_path, tenant, emulator, run_c
     result = run_cli("validate", export, "--config", config, "--directory", tenant.directory_path)
     assert result.code == 2
     assert "--directory is for --emulator runs" in result.err
+
+
+def test_init_on_the_sample_export_asks_for_term_dates_then_validates(tmp_path, run_cli):
+    sample = Path(__file__).resolve().parent.parent / "samples" / "registrar"
+    export = tmp_path / "export.csv"
+    export.write_bytes((sample / "export.csv").read_bytes())
+    (tmp_path / "staff.csv").write_bytes((sample / "staff.csv").read_bytes())
+    result = run_cli("init", export)
+    assert result.code == 0, result.err
+    config = tmp_path / "bulkmeet.toml"
+    first = run_cli("validate", export, "--config", config)
+    assert first.code == 2
+    assert first.err == (f'bulkmeet: error: {config}: [term.parts."1"] first_day: "TODO" is not a date '
+                         "(use 2027-02-01 or 2/1/2027); write it as first_day = 2027-01-19.\n")
+    text = config.read_text().replace('first_day = "TODO"   # e.g. first_day = 2027-01-19', "first_day = 2027-01-19")
+    text = text.replace('last_day = "TODO"', "last_day = 2027-05-07").replace("TODO-staff-list.csv", "staff.csv")
+    config.write_text(text)
+    second = run_cli("validate", export, "--config", config)
+    assert second.code == 1  # the two deliberately bad instructors, and no fallback organizer yet
+    lines = second.out.splitlines()
+    assert [line.split(": ")[1] for line in lines[:-1]] == ["row 10", "row 14", "row 15"]
+    assert "set fallback_organizer in [staff]" in lines[0]
+    assert lines[-1] == ("14 rows: 6 ready to send, 3 invalid, 0 duplicate, 3 skipped, 2 sharing "
+                         "their section's meeting")
+
+
+def test_per_section_meeting_follows_a_new_term_start_and_keeps_its_link(
+        tmp_path, tenant, emulator, secret_env, run_cli):
+    export, config = setup(tmp_path, tenant, emulator, [row("10001", "MWF", "09:00 AM", "09:50 AM")],
+                           meetings="section")
+    out = tmp_path / "out.csv"
+    assert run_cli("run", export, "--config", config, "--output", out).code == 0
+    (link,) = [r["joinWebUrl"] for r in helpers.read_output(out)]
+    write_csv(tmp_path / "terms.csv", ["code", "first_day", "last_day", "closures"], [
+        ["1", "2027-03-03", "2027-03-26", "2027-03-15..2027-03-19"]])
+    again = run_cli("run", export, "--config", config, "--output", out)
+    assert again.code == 0, again.err
+    (line,) = helpers.read_output(out)
+    assert line["status"] == "updated" and line["joinWebUrl"] == link
+    (meeting,) = emulator.meetings()
+    assert meeting["startDateTime"].startswith("2027-03-03T15:00")

@@ -124,3 +124,35 @@ def test_term_dates_from_columns_of_the_row():
     assert [(i.row, i.column, i.message) for i in plan.invalid] == [
         (3, "Finish", "2027-03-01 is before the first day 2027-03-19"),
         (4, "Start", '"soon" is not a date (use 2027-02-01 or 2/1/2027)')]
+
+
+def test_times_in_one_range_column():
+    cfg = parse_config({
+        "time_zone": "America/Chicago",
+        "mapping": {"organizer": "Teacher", "subject": "{Course}", "keys": ["CRN"]},
+        "pattern": {"days": "Days", "times": "Begin"},
+        "term": {"first_day": date(2027, 3, 1), "last_day": date(2027, 3, 7)},
+    })
+    plan = plan_rows(sheet({"CRN": "1", "Days": "M", "Begin": "11:00-12:15 PM"},
+                           {"CRN": "2", "Days": "M", "Begin": "0930-1045"},
+                           {"CRN": "3", "Days": "M", "Begin": "10:45 AM-09:30 AM"},
+                           {"CRN": "4", "Days": "M", "Begin": "morning"}), cfg, now=NOW)
+    assert [(r.start, r.end) for r in plan.requests] == [
+        (datetime(2027, 3, 1, 17, 0, tzinfo=UTC), datetime(2027, 3, 1, 18, 15, tzinfo=UTC)),
+        (datetime(2027, 3, 1, 15, 30, tzinfo=UTC), datetime(2027, 3, 1, 16, 45, tzinfo=UTC))]
+    assert [(i.row, i.column, i.message) for i in plan.invalid] == [
+        (4, "Begin", "09:30 is before the start 10:45; a class must end after it starts, on the same day"),
+        (5, "Begin", '"morning" is not a time range (use 09:30 AM-10:45 AM)')]
+
+
+def test_skip_rules_apply_to_dated_sheets_too():
+    cfg = parse_config({
+        "time_zone": "America/Chicago",
+        "mapping": {"organizer": "Teacher", "subject": "{Course}", "keys": ["CRN", "Start"],
+                    "start": "Start", "end": "Finish"},
+        "skip": [{"column": "Days", "equals": "X", "reason": "cancelled"}],
+    })
+    plan = plan_rows(sheet({"CRN": "1", "Start": "2027-03-01 09:00", "Finish": "10:00"},
+                           {"CRN": "2", "Start": "2027-03-01 09:00", "Days": "x"}), cfg, now=NOW)
+    assert [r.row for r in plan.requests] == [2]
+    assert [(s.row, s.rule) for s in plan.skipped] == [(3, 'skip rule 1 (Days is "X"): cancelled')]

@@ -46,6 +46,7 @@ def test_clock_times():
     assert parse_clock("09:30 AM") == time(9, 30)
     assert parse_clock("12:30 PM") == time(12, 30)
     assert parse_clock("0930") == time(9, 30) and parse_clock("1445") == time(14, 45)
+    assert parse_clock("930") == time(9, 30)  # a number cell that lost its leading zero
     assert parse_clock(time(8, 0)) == time(8, 0)
     with pytest.raises(PatternError, match='"ARRANGED" is not a time'):
         parse_clock("ARRANGED")

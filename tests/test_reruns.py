@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from bulkmeet.journal import Journal
+from bulkmeet.quota import this_month
 from tests import helpers
 from tests.helpers import create_calls, setup_run
 
@@ -183,3 +185,31 @@ def test_retry_failed_sends_only_failed_rows_and_full_sends_all(tmp_path, tenant
     assert run_cli("run", schedule, "--config", config, "--full").code == 0
     assert create_calls(emulator) - before == 8
     assert len(one_meeting_per_external_id(emulator)) == 8
+
+
+def test_an_organizer_at_the_monthly_cap_fails_with_one_note(
+        tmp_path, tenant, emulator, secret_env, run_cli):
+    """Graph's 2,000 meetings per organizer per month, shrunk to 2 (the emulator's cap answers 429
+    without Retry-After): the organizer's other rows fail with one sentence, not row by row,
+    and a later run (here: after the cap was raised) sends just those rows."""
+    emulator.configure(meeting_cap=2)
+    teacher = tenant.teachers[0][0]
+    rows = [r for r in helpers.schedule_rows(tenant, 12) if r[3] == teacher]  # 4 rows, one teacher
+    schedule = helpers.write_csv(tmp_path / "s.csv", rows)
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path, extra_run="max_concurrency = 1")
+    result = run_cli("run", schedule, "--config", config, "--output", tmp_path / "o.csv",
+                     "--concurrency", "1")
+    assert result.code == 1, result.err
+    out = helpers.read_output(tmp_path / "o.csv")
+    assert [r["status"] for r in out] == ["created", "created", "failed", "failed"]
+    assert out[2]["error"] == out[3]["error"]
+    assert f"Organizer {teacher} has reached Graph's limit" in out[3]["error"]
+    assert result.err.count("reached Graph's limit") == 1  # one note for the organizer
+    with Journal.open(tmp_path / "s.journal.sqlite") as journal:  # what the next run counts from
+        assert journal.created_in_month(this_month()) == {teacher: 2}
+    before = create_calls(emulator)
+    emulator.configure(meeting_cap=100)
+    again = run_cli("run", schedule, "--config", config, "--output", tmp_path / "o.csv")
+    assert again.code == 0, again.err  # below the real cap, the failed rows are sent again
+    assert create_calls(emulator) - before == 2

@@ -318,3 +318,23 @@ def test_a_fifo_is_refused_without_opening_it(tmp_path):
     os.mkfifo(path)
     with pytest.raises(InputError, match="is a FIFO"):
         read_sheet(path)  # would block for ever if it were opened
+
+
+def test_a_formula_whose_saved_result_is_empty_is_an_empty_cell_not_a_problem(tmp_path):
+    # What Excel saves for =IF(A2="","",A2): the formula and an empty cached string value.
+    path = xlsx(tmp_path / "e.xlsx", [["CRN", "Section", "Title"], ["1", "x", "T"]])
+    raw = path.read_bytes()
+    src = zipfile.ZipFile(io.BytesIO(raw))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                start = data.index(b'<c r="B2"')
+                end = data.index(b"</c>", start) + 4
+                data = data[:start] + b'<c r="B2" t="str"><f>IF(A2="","",A2)</f><v></v></c>' \
+                    + data[end:]
+            dst.writestr(info, data)
+    path.write_bytes(out.getvalue())
+    (row,) = read_sheet(path).rows
+    assert row.values["Section"] is None and row.problems == ()

@@ -205,3 +205,12 @@ def test_init_never_proposes_meetings_that_start_now_when_the_sheet_has_times(tm
     with pytest.raises(InputError) as err:
         check_columns(read_sheet(schedule), cfg)
     assert "maps date to column 'TODO: the date column', which the sheet does not have" in str(err.value)
+
+
+def test_init_recognises_a_time_range_column(tmp_path):
+    schedule = csv_file(tmp_path / "e.csv", 'CRN,Subj,Crse,Title,Days,Time,Instructor\n'
+                        '1,MATH,101,Algebra,MWF,09:30 AM-10:20 AM,"Turing, A"\n'
+                        '2,MATH,102,Trig,TR,1:00-2:15 PM,"Turing, A"\n3,MATH,103,Study,,TBA,"Turing, A"\n')
+    data = tomllib.loads(write_starter_config(schedule).read_text())
+    assert data["pattern"]["times"] == "Time" and "start_time" not in data["pattern"]
+    assert {"column": "Time", "one_of": ["TBA"], "reason": "no scheduled time"} in data["skip"]

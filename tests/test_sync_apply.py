@@ -106,7 +106,7 @@ def test_an_unanswered_delete_is_finished_by_the_next_run_even_unasked(tmp_path)
     fake.script[mid] = [GraphResponse(None, failure="timeout")] * cfg.run.max_attempts
     helpers.write_csv(schedule, rows[1:])
     outcome = run(schedule, cfg, fake, cancel_removed=True)
-    assert "the next run finishes it" in outcome.removed[0].reason
+    assert "the next run tries again" in outcome.removed[0].reason
     assert journal_meetings(tmp_path)[key].status == DELETING
     assert (TEACHER_ID, key[1]) in fake.meetings  # never reached Graph
     later = run(schedule, cfg, fake)  # no --cancel-removed: the operator already chose it

@@ -64,7 +64,9 @@ def sheet_rows(path: Path, title: str) -> list[dict]:
     if title not in wb.sheetnames:
         return []
     values = list(wb[title].iter_rows(values_only=True))
-    return [dict(zip(values[0], r, strict=True)) for r in values[1:]]
+    width = len(values[0])  # trailing empty cells are not stored
+    return [dict(zip(values[0], (*r, *[None] * (width - len(r))), strict=True))
+            for r in values[1:]]
 
 
 def test_moved_renamed_and_new_attendees_are_patched_not_recreated(
@@ -291,6 +293,7 @@ def test_plan_previews_every_action_and_sends_nothing(tmp_path, tenant, emulator
                                                   "orphaned", "unchanged"]
     after = emulator.stats()
     assert after["requests"] == before["requests"]  # not one request, read or write
+    assert after["graph_writes"] == before["graph_writes"]
     assert writes(emulator) == 20
     assert (tmp_path / "term.results.xlsx").read_bytes() == results
     assert journal_rows() == recorded
@@ -298,7 +301,8 @@ def test_plan_previews_every_action_and_sends_nothing(tmp_path, tenant, emulator
     actions = [(p["action"], p["change"]) for p in plan_sheet]
     assert ("update", "start 08:00→15:00, end 08:50→15:50") in actions
     assert [a for a, _ in actions].count("cancel") == 2
-    assert [a for a, _ in actions].count("unchanged") == 16
+    assert "unchanged" not in [a for a, _ in actions]  # counted, not listed
+    assert [a for a, _ in actions].count("invalid") == 1 and len(actions) == 5
     without = run_cli("plan", schedule, "--config", config)
     assert "0 to cancel" in without.out and "2 orphaned (would stay in Teams)" in without.out
 
@@ -530,15 +534,64 @@ def test_a_cancelled_row_that_comes_back_gets_a_new_meeting(tmp_path, tenant, em
     assert_tenant_is(emulator, tenant, rows)
 
 
-def test_a_row_now_skipped_by_a_rule_counts_as_removed(tmp_path, tenant, emulator, secret_env,
-                                                       run_cli):
-    """A section cancelled in the export keeps its row but matches a [[skip]] rule."""
-    schedule, config, rows = setup(tmp_path, tenant, emulator, n=10,
-                                   extra='[[skip]]\ncolumn = "Title"\nequals = "CANCELLED"\n')
+def test_a_section_cancelled_in_the_registrar_export_is_removed(tmp_path, run_cli):
+    """A cancelled section keeps its row in the export but now matches a [[skip]] rule: its
+    meeting counts as removed (the registrar sample, against the embedded emulator)."""
+    import csv
+    import shutil
+
+    sample = Path(__file__).resolve().parent.parent / "samples" / "registrar"
+    for name in ("export.csv", "bulkmeet.toml", "staff.csv", "terms.csv"):
+        shutil.copy(sample / name, tmp_path / name)
+    export, config = tmp_path / "export.csv", tmp_path / "bulkmeet.toml"
+    first = run_cli("run", export, "--config", config, "--emulator")
+    assert first.code == 1, first.err  # the sample's deliberate staff problems
+    with export.open(encoding="utf-8-sig", newline="") as f:
+        table = list(csv.reader(f))
+    status = table[0].index("Status")
+    assert table[1][0] == "10001" and table[1][status] == "Active"
+    table[1][status] = "Cancelled"
+    with export.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(table)
+    again = run_cli("run", export, "--config", config, "--emulator", "--cancel-removed")
+    assert again.code == 1, again.err  # still the sample's staff problems
+    sessions = sheet_rows(tmp_path / "export.results.xlsx", "Removed")
+    assert "3 skipped" in first.out and "4 skipped" in again.out
+    assert f"removed rows: {len(sessions)} orphaned" in again.out
+    assert len(sessions) > 25  # every class day of the section (meetings = "session")
+    assert {r["status"] for r in sessions} == {"orphaned"}
+    assert {r["subject"].split(":")[0] for r in sessions} == {"ACCT 2301-001"}
+    # The sample keeps two broken rows on purpose, and that alone stops any cancel.
+    assert "nothing is cancelled while more than 10% of the rows cannot be read" in again.err
+
+
+def test_sigterm_during_updates_leaves_the_rest_pending_and_a_rerun_finishes(
+        tmp_path, tenant, emulator, secret_env, run_cli):
+    import signal
+
+    schedule, config, rows = setup(tmp_path, tenant, emulator, n=16)
     assert run_cli("run", schedule, "--config", config).code == 0
-    rows[3][2] = "CANCELLED"
+    for r in rows:
+        r[2] += " (moved)"
     helpers.write_xlsx(schedule, rows)
-    result = run_cli("run", schedule, "--config", config, "--cancel-removed")
-    assert result.code == 0, result.err
-    assert "1 skipped" in result.out and "removed rows: 1 cancelled" in result.out
-    assert_tenant_is(emulator, tenant, rows[:3] + rows[4:])
+    emulator.configure(latency_ms=(150, 150))
+    proc = _spawn(schedule, config)
+    import time
+
+    deadline = time.monotonic() + 60
+    while method_count(emulator, "PATCH") < 2:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    emulator.configure(latency_ms=(0, 0))
+    assert proc.returncode == 4
+    out = helpers.read_output(tmp_path / "term.results.xlsx")
+    statuses = {r["status"] for r in out}
+    assert statuses <= {"updated", "pending"} and "pending" in statuses
+    pending = next(r for r in out if r["status"] == "pending")
+    assert pending["error"].startswith('Not updated yet (subject "')
+    assert pending["joinWebUrl"]  # the meeting is still there, with its link
+    again = run_cli("run", schedule, "--config", config)
+    assert again.code == 0 and "0 created" in again.out
+    assert_tenant_is(emulator, tenant, rows)

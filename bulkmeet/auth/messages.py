@@ -70,6 +70,9 @@ _AADSTS_MESSAGES: dict[int, str] = {
     50194: "App '{client}' accepts sign-ins from its own tenant only (AADSTS50194): set tenant_id "
            "in [auth] to the Directory (tenant) ID or the tenant's domain instead of "
            "'{tenant}', or make the app registration multi-tenant.",
+    50059: "The sign-in service could not tell which tenant app '{client}' signs in to "
+           "(AADSTS50059): set tenant_id in [auth] to the Directory (tenant) ID or the tenant's "
+           "domain.",
     7000112: "App '{client}' is disabled in tenant '{tenant}' (AADSTS7000112): ask an "
              "administrator to enable its enterprise application.",
     65001: "App '{client}' has not been granted the Graph permissions it asks for (AADSTS65001): "
@@ -130,6 +133,9 @@ def aad_error_message(result: Mapping[str, Any], ctx: Context) -> str:
     if error in ("expired_token", "code_expired"):
         return (f"The sign-in code expired before it was used: run `{ctx.login}` again and enter "
                 "the code promptly.")
+    if error == "bad_verification_code":
+        return (f"The sign-in service did not accept the code that was entered: run `{ctx.login}` "
+                "again and type the new code exactly as shown.")
     short = _short_description(str(result.get("error_description") or ""))
     detail = f"{tag}: {short}" if short else tag
     return (f"Microsoft Entra refused the token request for app {ctx.client} in tenant "

@@ -96,10 +96,13 @@ def test_every_change_is_in_the_journal_before_the_answer(directory_file, tmp_pa
     assert not list(tmp_path.glob(".state.json.*"))  # no temp files left behind
 
 
-def _load(proc: subprocess.Popen, info: dict, token: str) -> tuple[dict[str, str], dict[str, str]]:
-    """Create and patch meetings from 4 threads until the process dies; what was acknowledged."""
+def _load(proc: subprocess.Popen, info: dict, token: str) -> tuple[dict[str, str], dict[str, str], set[str]]:
+    """Create, patch and delete meetings from 4 threads until the process dies; what was
+    acknowledged."""
     acked: dict[str, str] = {}  # externalId -> meeting id (201/200 seen)
     patched: dict[str, str] = {}  # meeting id -> subject (200 seen)
+    deleted: set[str] = set()  # externalIds whose meeting was deleted (204 seen)
+    doomed: set[str] = set()  # DELETE sent: a kill before the 204 may or may not have kept it
     lock = threading.Lock()
 
     def worker(t: int) -> None:
@@ -124,6 +127,13 @@ def _load(proc: subprocess.Popen, info: dict, token: str) -> tuple[dict[str, str
                     if r.status_code == 200:
                         with lock:
                             patched[mid] = f"s-{ext}"
+                elif n % 5 == 0:
+                    with lock:
+                        doomed.add(ext)  # from here on, either outcome is right
+                    r = s.delete(f"{base}/{mid}", headers=headers, verify=info["ca_path"], timeout=10)
+                    if r.status_code == 204:
+                        with lock:
+                            deleted.add(ext)
             except requests.RequestException:
                 return  # the emulator is gone
             n += 1
@@ -138,7 +148,7 @@ def _load(proc: subprocess.Popen, info: dict, token: str) -> tuple[dict[str, str
     proc.wait(10)
     for th in threads:
         th.join(15)
-    return acked, patched
+    return {k: v for k, v in acked.items() if k not in doomed - deleted}, patched, deleted
 
 
 def test_kill_9_mid_load_loses_no_acknowledged_meeting(directory_file, tmp_path):
@@ -149,18 +159,19 @@ def test_kill_9_mid_load_loses_no_acknowledged_meeting(directory_file, tmp_path)
                           data={"grant_type": "client_credentials", "client_id": APP,
                                 "client_secret": SECRETS[APP], "scope": GRAPH_SCOPE})
         token = r.json()["access_token"]
-        acked, patched = _load(proc, info, token)
+        acked, patched, deleted = _load(proc, info, token)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
-    assert len(acked) >= 150 and patched
+    assert len(acked) >= 150 and patched and deleted
     assert journal_path(state).exists()  # no clean stop happened
     with Emulator(EmulatorOptions(directory=directory_file, state_path=state)) as emu:
         kept = {m["externalId"]: m for m in emu.meetings()}
-        missing = sorted(set(acked) - set(kept))
+        assert not deleted & set(kept), "a deleted meeting came back"
+        missing = sorted(set(acked) - deleted - set(kept))
         assert not missing, f"{len(missing)} acknowledged meetings lost, e.g. {missing[:3]}"
-        assert all(kept[ext]["id"] == mid for ext, mid in acked.items())
+        assert all(kept[ext]["id"] == mid for ext, mid in acked.items() if ext not in deleted)
         by_id = {m["id"]: m for m in kept.values()}
         assert all(by_id[mid]["subject"] == subject for mid, subject in patched.items())
     assert not journal_path(state).exists()  # compacted on start, removed at the clean stop
