@@ -49,7 +49,14 @@ from bulkmeet.patterns import (
     parse_days,
     parse_time_range,
 )
-from bulkmeet.plan import ROLE_RANK, Plan, RowPlanner, derive_external_id, normalise_key_value
+from bulkmeet.plan import (
+    ROLE_RANK,
+    SANITY_YEARS,
+    Plan,
+    RowPlanner,
+    derive_external_id,
+    normalise_key_value,
+)
 from bulkmeet.staff import StaffDirectory, StaffError
 from bulkmeet.terms import TermCalendar, TermError, class_days
 
@@ -94,6 +101,9 @@ class PatternPlanner:
         self.staff_col = col(config.staff.column) if config.staff else None
         self.others_role = config.staff.others_role if config.staff else "coorganizer"
         self.skip = SkipFilter(config.skip, resolved)
+        t = config.term
+        term_col = t.column or t.first_day_column
+        self.term_col = col(term_col) if term_col else None
 
     # --- one row -----------------------------------------------------------------------------
 
@@ -168,6 +178,10 @@ class PatternPlanner:
             errors.append((exc.column, exc.message))
         key_values = self.keys(values, errors)
         days: tuple[date, ...] = ()
+        if span is not None and not (self.rows.earliest.date() <= span[0] <= self.rows.latest.date()):
+            errors.append((self.term_col, f"the term starts on {span[0]}, more than "
+                                          f"{SANITY_YEARS} years from today; check the year"))
+            span = None
         if pattern is not None and span is not None:
             first, last, closures = span
             days = class_days(first, last, pattern.weekdays, closures)

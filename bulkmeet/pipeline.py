@@ -50,11 +50,13 @@ from bulkmeet.models import (
     PLANNED,
     SKIPPED,
     UPDATED,
+    MeetingInfo,
     MeetingRequest,
     MeetingResult,
     OutcomeKey,
     RowOutcome,
     Sheet,
+    utc_iso,
 )
 from bulkmeet.progress import NoProgress, Progress
 from bulkmeet.quota import MeetingQuota, this_month

@@ -260,7 +260,8 @@ def read_term_table(path: Path, date_order: str) -> tuple[TermPart, ...]:
     seen: dict[str, int] = {}
     for index, rec in enumerate(frame.to_dict("records")):
         line = index + 2
-        code = str(rec[headers["code"]] or "").strip()
+        raw_code = rec[headers["code"]]
+        code = "" if raw_code is None else str(raw_code).strip()
         key = text.fold(code)
         if key in seen:
             raise InputError(f"{path}: row {line}: code \"{code}\" is already in row {seen[key]}; "

@@ -10,7 +10,8 @@ in the journal, so the next ``bulkmeet run`` writes the new links into the outpu
 
 It sends only GETs unless ``--repair`` is given; meetings cancelled on purpose (``sync``) are not
 checked. Exit status: 0 when every meeting is there (or was re-created), 1 when some are missing
-or could not be checked.
+or could not be checked, 4 when Ctrl-C or SIGTERM stopped it (as for ``run``: the meetings in
+flight are finished and recorded, the rest are counted as not reached; run it again).
 """
 from __future__ import annotations
 
@@ -40,9 +41,13 @@ class VerifyReport:
     missing: list[tuple[int | None, str]] = field(default_factory=list)  # (row, sentence)
     unchecked: list[tuple[int | None, str]] = field(default_factory=list)
     recreated: int = 0
+    not_reached: int = 0  # left when a stop came (checks, or re-creations with --repair)
+    interrupted: bool = False
 
     @property
     def exit_status(self) -> ExitStatus:
+        if self.interrupted:
+            return ExitStatus.INTERRUPTED
         bad = len(self.missing) - self.recreated + len(self.unchecked)
         return ExitStatus.ROWS_FAILED if bad else ExitStatus.OK
 
@@ -52,6 +57,8 @@ class VerifyReport:
             parts.append(f"{self.recreated} re-created")
         if self.unchecked:
             parts.append(f"{len(self.unchecked)} not checked")
+        if self.interrupted:
+            parts.append(f"{self.not_reached} not reached (stopped; run verify again)")
         noun = "meeting" if self.checked == 1 else "meetings"
         return f"{self.checked} journalled {noun}: {', '.join(parts)}"
 
@@ -83,10 +90,11 @@ def verify_schedule(schedule: Path, config: Config, *, journal: Path | None = No
             config, concurrency)
         try:
             gone = _check(options, gateway, book, meetings, requests, report, stop)
-            if repair and gone:
+            if repair and gone and not stop.is_set():
                 _recreate(options, gateway, book, gone, requests, report, stop)
         finally:
             gateway.close()
+    report.interrupted = stop.is_set()
     return report
 
 
@@ -133,6 +141,7 @@ def _check(options, gateway: GraphGateway, book: journals.Journal,
                                               f"{meeting.meeting_id}: {why}"))
 
     runner.run_operations([get(m) for m in meetings], on_done)
+    report.not_reached = len(runner.unfinished_operations)
     report.missing.sort(key=lambda item: (item[0] or 0))
     report.unchecked.sort(key=lambda item: (item[0] or 0))
     return gone
@@ -167,4 +176,5 @@ def _recreate(options, gateway: GraphGateway, book: journals.Journal,
                     organizer_ids=ids, organizer_problems=problems,
                     client_id=cfg.auth.client_id or None, stop=stop)
     runner.run(todo)
+    report.not_reached = len(runner.unfinished)
     log.info("re-created %d of %d missing meeting(s)", report.recreated, len(gone))

@@ -380,16 +380,36 @@ def _limited_run(folder: Path, limit: int, config: Path, *args: str) -> CliResul
     """`bulkmeet run` in a child process with RLIMIT_FSIZE: the kernel refuses to grow any file
     past ``limit`` bytes (EFBIG), as a full disk refuses (ENOSPC); Python ignores SIGXFSZ. The
     emulator (the tenant) runs in this process, so only bulkmeet's own files are limited."""
+    return _limited_cli(limit, "run", str(folder / "s.csv"), "--config", str(config), "-q", *args)
+
+
+def _limited_cli(limit: int, *argv: str) -> CliResult:
+    """`bulkmeet ARGV` in a child process whose files cannot grow past ``limit`` bytes."""
     script = textwrap.dedent(f"""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
         from bulkmeet.cli import main
         main(sys.argv[1:])
     """)
-    done = subprocess.run([sys.executable, "-c", script, "run", str(folder / "s.csv"), "--config",
-                           str(config), "-q", *args], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True,
                           timeout=120, stdin=subprocess.DEVNULL, env=os.environ.copy())
     return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def test_a_full_disk_under_the_embedded_emulators_state_is_exit_6_not_an_internal_error(
+        tmp_path: Path) -> None:
+    # The embedded emulator compacts its state file (keys, CA: some KiB) before anything is
+    # sent; with 2 KB allowed that is the first write to fail.
+    _write_files(tmp_path, {"s.csv": csv_text(GOOD)}, CONFIG)
+    state = tmp_path / "s.emulator-state.json"
+    result = _limited_cli(2000, *[a.replace("{dir}", str(tmp_path)) for a in R()])
+    assert result.code == WRITE, result.out + result.err
+    assert result.err == (
+        f"bulkmeet: error: Cannot write the emulator state file {state} (File too large). Free "
+        "disk space or fix the folder's permissions, then run again: the meetings the emulator "
+        "confirmed are in its state file and journal.\n")
+    assert not state.exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 @pytest.fixture

@@ -279,3 +279,16 @@ def test_per_section_meeting_follows_a_new_term_start_and_keeps_its_link(
     assert line["status"] == "updated" and line["joinWebUrl"] == link
     (meeting,) = emulator.meetings()
     assert meeting["startDateTime"].startswith("2027-03-03T15:00")
+
+
+def test_dry_run_shows_each_sessions_planned_day_and_time(tmp_path, tenant, emulator, run_cli):
+    export, config = setup(tmp_path, tenant, emulator, [row("10001", "TR", "12:30 PM", "01:45 PM", ptrm="S1")])
+    out = tmp_path / "out.csv"
+    result = run_cli("run", export, "--config", config, "--dry-run", "--output", out)
+    assert result.code == 0, result.err
+    lines = helpers.read_output(out)
+    assert [(r["sessionNumber"], r["startLocal"], r["endLocal"]) for r in lines] == [
+        (str(n), f"{d} 12:30", f"{d} 13:45") for n, d in enumerate(
+            ["2027-03-02", "2027-03-04", "2027-03-09", "2027-03-11"], start=1)]
+    assert {r["status"] for r in lines} == {"planned"} and emulator.stats()["requests"] == 0
+    assert lines[0]["meetingSubject"] == "ACCT 2301-001: Principles of Accounting"

@@ -156,3 +156,10 @@ def test_skip_rules_apply_to_dated_sheets_too():
                            {"CRN": "2", "Start": "2027-03-01 09:00", "Days": "x"}), cfg, now=NOW)
     assert [r.row for r in plan.requests] == [2]
     assert [(s.row, s.rule) for s in plan.skipped] == [(3, 'skip rule 1 (Days is "X"): cancelled')]
+
+
+def test_a_term_years_away_is_a_typo():
+    plan = plan_rows(sheet({"CRN": "1", "Days": "M", "Begin": "10:00", "End": "11:00"}),
+                     config(term={"first_day": date(2207, 3, 1), "last_day": date(2207, 3, 6)}), now=NOW)
+    assert [(i.column, i.message) for i in plan.invalid] == [
+        (None, "the term starts on 2207-03-01, more than 10 years from today; check the year")]

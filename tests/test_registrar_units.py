@@ -267,3 +267,19 @@ def test_a_complete_registrar_config_loads(tmp_path):
     assert cfg.staff is not None and cfg.staff.directory == str(tmp_path / "staff.csv")
     assert [r.equals for r in cfg.skip] == ["ARRANGED"]
     assert ("[pattern] days", "Days") in cfg.mapped_columns()
+
+
+def test_term_table_in_excel_with_date_cells_and_number_codes(tmp_path):
+    from datetime import datetime
+
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    wb.active.append(["Code", "First Day", "Last Day", "Name"])
+    wb.active.append([1, datetime(2027, 1, 19), datetime(2027, 5, 7), "Full term"])
+    wb.active.append(["S2A", "3/22/2027", "5/7/2027", "Second half"])
+    wb.save(tmp_path / "terms.xlsx")
+    settings = parse_term_settings({"column": "PTRM", "table": "terms.xlsx"}, "cfg", tmp_path, "MDY")
+    cal = TermCalendar(settings, "MDY", "cfg")
+    assert cal.span({"PTRM": "1"}, {})[:2] == (date(2027, 1, 19), date(2027, 5, 7))
+    assert cal.span({"PTRM": "s2a"}, {})[:2] == (date(2027, 3, 22), date(2027, 5, 7))

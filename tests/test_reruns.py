@@ -6,6 +6,7 @@ locks and the atomic output file are exercised for real.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -70,6 +71,8 @@ def test_rate_limit_below_offered_load_finishes_clean_with_few_429s(tmp_path, te
     graph_requests = sum(sum(v.values()) for k, v in stats["by_path"].items() if "/_emulator" not in k
                          and ("createOrGet" in k or "/users/" in k))
     assert stats["throttled"] < 0.10 * graph_requests, stats
+    settled = json.loads((tmp_path / "s.json").read_text())["concurrency"]
+    assert settled.startswith("concurrency settled at "), settled
 
 
 def wait_for_meetings(emulator, count: int, proc: subprocess.Popen, timeout: float = 60) -> None:

@@ -124,3 +124,18 @@ def test_rows_without_options_keep_their_fingerprint(tmp_path) -> None:
     with_options = replace(req, settings=(("allowMeetingChat", "disabled"),))
     assert with_options.fingerprint() != req.fingerprint()
     assert "settings" not in req.body() and "allowMeetingChat" not in with_options.body()
+
+
+def test_sync_section_and_flags_make_the_limits(tmp_path) -> None:
+    from bulkmeet.apply import limits_for
+
+    cfg = load_config(config(tmp_path, "[sync]\ncancel_removed = true\nmax_cancel_percent = 5\n"
+                                       "max_cancel_count = 3\n"))
+    limits = limits_for(cfg)
+    assert (limits.cancel_removed, limits.max_cancel_percent, limits.max_cancel_count,
+            limits.max_cancel_once) == (True, 5.0, 3, None)
+    (tmp_path / "plain").mkdir()
+    default = load_config(config(tmp_path / "plain"))
+    assert not limits_for(default).cancel_removed
+    assert limits_for(default, max_cancel=7).cancel_removed  # --max-cancel N implies cancelling
+    assert limits_for(default, max_cancel=7).max_cancel_once == 7

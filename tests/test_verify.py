@@ -6,6 +6,12 @@ again so that the next run writes their new links.
 """
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from tests import helpers
@@ -78,3 +84,31 @@ def _gets(emulator) -> int:
     """GETs of single meetings the emulator answered (any status)."""
     return sum(sum(per.values()) for key, per in emulator.stats()["by_path"].items()
                if key.startswith("GET ") and "/onlineMeetings/" in key)
+
+
+def test_an_interrupted_verify_exits_4_like_run_and_counts_what_it_did_not_reach(
+        tmp_path, tenant, emulator, secret_env, run_cli):
+    schedule = helpers.write_csv(tmp_path / "s.csv", helpers.schedule_rows(tenant, 30))
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path)
+    assert run_cli("run", schedule, "--config", config).code == 0
+    emulator.configure(latency_ms=(100, 100))  # 30 GETs one at a time: 3 s to stop it in
+    gets_before = _gets(emulator)
+    proc = subprocess.Popen([sys.executable, "-m", "bulkmeet", "verify", str(schedule),
+                             "--config", str(config), "--concurrency", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    deadline = time.monotonic() + 60
+    while _gets(emulator) - gets_before < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 4, out + err
+    found = re.search(r"30 journalled meetings: (\d+) present, 0 missing, (\d+) not reached "
+                      r"\(stopped; run verify again\)", out)
+    assert found, out
+    present, not_reached = int(found[1]), int(found[2])
+    assert present + not_reached == 30 and not_reached > 0
+    assert "Traceback" not in err
+    assert run_cli("verify", schedule, "--config", config).code == 0  # again: all 30 checked

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bulkmeet.emulator.context import Clock, Context, NoPersist, Persist, Settings, Stats
+from bulkmeet.emulator.context import Clock, Context, NoPersist, Settings, Stats
 from bulkmeet.emulator.directory import Directory, load_directory
 from bulkmeet.emulator.faults import FAULT_KINDS, Chaos
 from bulkmeet.emulator.graph import GraphService
@@ -35,7 +35,16 @@ from bulkmeet.emulator.options import (
     check_rate,
     parse_latency,
 )
-from bulkmeet.emulator.state import STATE_VERSION, Journal, journal_path, load_state, write_file
+from bulkmeet.emulator.state import (
+    STATE_VERSION,
+    Journal,
+    StateFileError,
+    StateWriteError,
+    cannot_write,
+    journal_path,
+    load_state,
+    write_file,
+)
 from bulkmeet.emulator.throttle import Throttle, ThrottleOptions
 from bulkmeet.emulator.tls import (
     CA_CERT_NAME,
@@ -65,21 +74,27 @@ def _throttle_options(rate_limit: Any, burst: Any, per_organizer_rate: Any, earl
                            meeting_cap=meeting_cap, cap_error=str(cap_error)).checked()
 
 
+def _checked_knobs(options: EmulatorOptions) -> tuple[tuple[float, float], float, Throttle]:
+    """Every option checked before anything is built: (latency, fault rate, throttle)."""
+    if not 0 <= int(options.port) <= 65535:
+        raise ValueError(f"port {options.port} must be between 0 and 65535.")
+    latency = parse_latency(options.latency_ms)
+    fault_rate = check_fault_rate(options.fault_rate)
+    throttle = Throttle(_throttle_options(**{k: getattr(options, k) for k in THROTTLE_KEYS}))
+    check_positive(options.token_lifetime_s, "token lifetime")
+    check_positive(options.stall_s, "stall seconds")
+    check_bool(options.helpful_errors, "helpful errors")
+    check_policy_code(options.policy_error_code)
+    return latency, fault_rate, throttle
+
+
 class Emulator:
     """Microsoft Graph (onlineMeetings, users, $batch) + identity platform, on loopback HTTPS."""
 
     def __init__(self, options: EmulatorOptions = EmulatorOptions()) -> None:
         self.options = options
         self.host = check_loopback(options.host)
-        if not 0 <= int(options.port) <= 65535:
-            raise ValueError(f"port {options.port} must be between 0 and 65535.")
-        latency = parse_latency(options.latency_ms)
-        fault_rate = check_fault_rate(options.fault_rate)
-        throttle = Throttle(_throttle_options(**{k: getattr(options, k) for k in THROTTLE_KEYS}))
-        check_positive(options.token_lifetime_s, "token lifetime")
-        check_positive(options.stall_s, "stall seconds")
-        check_bool(options.helpful_errors, "helpful errors")
-        check_policy_code(options.policy_error_code)
+        latency, fault_rate, throttle = _checked_knobs(options)
         self.directory: Directory = load_directory(options.directory)
         state_path = Path(options.state_path) if options.state_path else None
         saved = load_state(state_path) if state_path else {}
@@ -89,35 +104,15 @@ class Emulator:
         self._seed = options.seed
         self._stop_event = threading.Event()
         self._journal: Journal | None = Journal(journal_path(state_path)) if state_path else None
-        persist: Persist = self._journal or NoPersist()
         self._server: HTTPSServer | None = None
         self._stopped = False
         self._base_url = ""
         try:
-            key_pem = saved.get("signingKeyPem")
-            self.tokens = TokenService(key_pem.encode() if key_pem else None, self.clock.time)
-            self.ctx = Context(
-                clock=self.clock,
-                settings=Settings(int(options.token_lifetime_s), float(options.stall_s),
-                                  int(options.device_code_interval_s), float(DEVICE_CODE_LIFETIME_S),
-                                  options.helpful_errors),
-                stats=Stats(self.clock), stop=self._stop_event, base_url=lambda: self.base_url,
-                persist=persist)
-            self.graph = GraphService(self.ctx, self.directory, self.tokens, throttle,
-                                      Chaos(fault_rate, latency, options.seed), options.seed,
-                                      options.policy_error_code)
-            self.identity = IdentityService(self.ctx, self.directory, self.tokens)
-            saved_ca = saved.get("ca") if options.ca_dir is None else None
-            ca = None
-            if saved_ca:
-                ca = CertificateAuthority(saved_ca["certPem"].encode(), saved_ca["keyPem"].encode())
-                _ = ca.cert, ca.key  # parse now: a damaged state file fails here
-            self.graph.import_state(saved.get("meetings", []))
-            self.identity.import_state(saved)
+            saved_ca = self._restore(saved, throttle, Chaos(fault_rate, latency, options.seed))
         except (KeyError, TypeError, ValueError, AttributeError, AssertionError):
             if self._journal is not None:
                 self._journal.close()
-            raise ValueError(
+            raise StateFileError(
                 f"{options.state_path}: the emulator state file is damaged; delete it to start "
                 "with an empty tenant, or pass another --state file."
             ) from None
@@ -126,10 +121,38 @@ class Emulator:
             self._ca = load_or_create_ca(Path(options.ca_dir))
             self.ca_path = Path(options.ca_dir) / CA_CERT_NAME
         else:
-            self._ca = ca or load_or_create_ca(None)
+            self._ca = saved_ca or load_or_create_ca(None)
             self._temp_dir = Path(tempfile.mkdtemp(prefix="bulkmeet-emulator-"))
             self.ca_path = self._temp_dir / CA_CERT_NAME
             write_file(self.ca_path, self._ca.cert_pem, mode=0o644)
+
+    def _restore(self, saved: dict[str, Any], throttle: Throttle, chaos: Chaos
+                 ) -> CertificateAuthority | None:
+        """Build the services around the saved state; returns the saved CA, if one is kept.
+
+        Anything malformed in ``saved`` raises here (KeyError, TypeError, ...): a damaged file.
+        """
+        options = self.options
+        key_pem = saved.get("signingKeyPem")
+        self.tokens = TokenService(key_pem.encode() if key_pem else None, self.clock.time)
+        self.ctx = Context(
+            clock=self.clock,
+            settings=Settings(int(options.token_lifetime_s), float(options.stall_s),
+                              int(options.device_code_interval_s), float(DEVICE_CODE_LIFETIME_S),
+                              options.helpful_errors),
+            stats=Stats(self.clock), stop=self._stop_event, base_url=lambda: self.base_url,
+            persist=self._journal or NoPersist())
+        self.graph = GraphService(self.ctx, self.directory, self.tokens, throttle, chaos,
+                                  options.seed, options.policy_error_code)
+        self.identity = IdentityService(self.ctx, self.directory, self.tokens)
+        saved_ca = saved.get("ca") if options.ca_dir is None else None
+        ca = None
+        if saved_ca:
+            ca = CertificateAuthority(saved_ca["certPem"].encode(), saved_ca["keyPem"].encode())
+            _ = ca.cert, ca.key  # parse now: a damaged state file fails here
+        self.graph.import_state(saved.get("meetings", []))
+        self.identity.import_state(saved)
+        return ca
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -147,7 +170,11 @@ class Emulator:
         if self._server is not None or self._stopped:
             raise RuntimeError("an Emulator object can be started once")
         if self.options.state_path:
-            self.save_state()  # compact what was loaded, and keep the keys from the first moment
+            try:
+                self.save_state()  # compact what was loaded, keep the keys from the first moment
+            except StateWriteError:
+                self._discard()  # what was loaded stays on disk as it was
+                raise
         cert, key = issue_server_certificate(self._ca, self.host)
         context = server_context(cert, key)
         self._server = HTTPSServer(self.host, int(self.options.port), context, self,
@@ -159,7 +186,13 @@ class Emulator:
 
     @staticmethod
     def _report_error(exc: BaseException) -> None:
-        """A bug in the emulator: one line on stderr (where it happened), and keep serving."""
+        """A bug in the emulator: one line on stderr (where it happened), and keep serving.
+
+        A journal the disk refuses is no bug: its own sentence (the client got a 500).
+        """
+        if isinstance(exc, StateWriteError):
+            print(f"bulkmeet emulator: {exc}", file=sys.stderr, flush=True)
+            return
         where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         place = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
         print(f"bulkmeet emulator: internal error{place}: {type(exc).__name__}: {exc}",
@@ -177,8 +210,16 @@ class Emulator:
                 self.save_state()
                 self._journal.close(remove=True)
             except OSError as exc:  # the journal still holds every change: nothing is lost
-                print(f"bulkmeet emulator: cannot save state: {exc}", file=sys.stderr, flush=True)
+                print(f"bulkmeet emulator: {exc}", file=sys.stderr, flush=True)
                 self._journal.close()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+    def _discard(self) -> None:
+        """Give back the journal and the temporary folder without saving (a failed start)."""
+        self._stopped = True
+        if self._journal is not None:
+            self._journal.close()
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
 
@@ -210,7 +251,10 @@ class Emulator:
         head = json.dumps(data, indent=1, sort_keys=True).encode()
         meetings = b",\n".join(r.state_bytes() for r in self.graph.records())
         blob = head[:-1].rstrip() + b',\n "meetings": [\n' + meetings + b"\n]}\n"
-        write_file(Path(path), blob)
+        try:
+            write_file(Path(path), blob)
+        except OSError as exc:
+            raise cannot_write(Path(path), "the emulator state file", exc) from None
         if self._journal is not None:
             self._journal.truncate()
 

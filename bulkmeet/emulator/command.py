@@ -17,7 +17,7 @@ import click
 
 from bulkmeet.emulator.app import Emulator, EmulatorOptions, free_port_hint, parse_latency
 from bulkmeet.emulator.directory import DEMO_DIRECTORY, DirectoryError
-from bulkmeet.emulator.state import write_file
+from bulkmeet.emulator.state import StateWriteError, write_file
 
 
 class _OneLineErrors(click.Command):
@@ -108,11 +108,14 @@ def emulator(ctx: click.Context, host: str, port: int, directory: Path | None,
             stall_s=stall_seconds, device_code_interval_s=device_code_interval,
         )
         emu = Emulator(options)
-    except (ValueError, DirectoryError) as exc:
+    except (ValueError, DirectoryError, StateWriteError) as exc:
         _fail(ctx, str(exc))
         return
     try:
         emu.start()
+    except StateWriteError as exc:  # --state on a full disk: not a port problem
+        _fail(ctx, str(exc))
+        return
     except OSError:
         emu.stop()  # removes its temporary CA folder
         _fail(ctx, free_port_hint(emu.host, port))
@@ -126,17 +129,7 @@ def emulator(ctx: click.Context, host: str, port: int, directory: Path | None,
         except ValueError:  # not the main thread (embedded use): rely on KeyboardInterrupt
             pass
     try:
-        ca_path = emu.ca_path
-        if ca_out is not None:
-            write_file(ca_out, emu.ca_path.read_bytes(), mode=0o644)
-            ca_path = ca_out
-        click.echo(f"bulkmeet emulator listening on {emu.base_url}")
-        sys.stdout.flush()
-        _banner(emu, ca_path, directory, state)
-        if ready_file is not None:
-            payload = {"base_url": emu.base_url, "ca_path": str(Path(ca_path).resolve()),
-                       "pid": os.getpid()}
-            write_file(ready_file, json.dumps(payload).encode(), mode=0o644)
+        _announce(emu, ca_out, directory, state, ready_file)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
@@ -150,6 +143,22 @@ def emulator(ctx: click.Context, host: str, port: int, directory: Path | None,
             signal.signal(sig, handler)
     click.echo(f"bulkmeet emulator stopped ({emu.graph.count()} meetings"
                + (f", saved to {state}" if state else ", not kept: no --state") + ").", err=True)
+
+
+def _announce(emu: Emulator, ca_out: Path | None, directory: Path | None, state: Path | None,
+              ready_file: Path | None) -> None:
+    """The CA copy for clients, the banner for people, then the ready file for scripts."""
+    ca_path = emu.ca_path
+    if ca_out is not None:
+        write_file(ca_out, emu.ca_path.read_bytes(), mode=0o644)
+        ca_path = ca_out
+    click.echo(f"bulkmeet emulator listening on {emu.base_url}")
+    sys.stdout.flush()
+    _banner(emu, ca_path, directory, state)
+    if ready_file is not None:
+        payload = {"base_url": emu.base_url, "ca_path": str(Path(ca_path).resolve()),
+                   "pid": os.getpid()}
+        write_file(ready_file, json.dumps(payload).encode(), mode=0o644)
 
 
 def _banner(emu: Emulator, ca_path: Path, directory: Path | None, state: Path | None) -> None:

@@ -227,76 +227,26 @@ class HTTPSServer:
             rfile.close()
 
     def _read_request(self, rfile, sock: socket.socket) -> tuple[Request, bool] | None:
-        line = rfile.readline(MAX_LINE + 1)
-        while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112 2.2)
-            line = rfile.readline(MAX_LINE + 1)
-        if not line:
-            return None
-        if len(line) > MAX_LINE:
-            self._reject(sock, 414, "Request line too long.")
-            return None
-        parts = line.split()
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            self._reject(sock, 400, "Malformed request line.")
-            return None
-        method, target, version = parts[0].decode("latin-1"), parts[1].decode("latin-1"), parts[2]
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEADERS + 1):
-            h = rfile.readline(MAX_LINE + 1)
-            if h in (b"\r\n", b"\n", b""):
-                break
-            name, sep, value = h.partition(b":")
-            if not sep:
-                self._reject(sock, 400, "Malformed header line.")
+        """One request off the connection; None when the client has gone (or was refused)."""
+        try:
+            line = _request_line(rfile)
+            if line is None:
                 return None
-            key = name.strip().lower().decode("latin-1")
-            val = value.strip().decode("latin-1")
-            headers[key] = f"{headers[key]}, {val}" if key in headers else val
-        else:
-            self._reject(sock, 431, "Too many headers.")
+            method, target, version = line
+            headers = _headers(rfile)
+            conn_hdr = headers.get("connection", "").lower()
+            if version == b"HTTP/1.1":
+                keep_alive = "close" not in conn_hdr
+            else:
+                keep_alive = "keep-alive" in conn_hdr
+            if headers.get("expect", "").lower() == "100-continue":
+                sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            body = _body(rfile, headers)
+        except _Refused as refused:
+            self._reject(sock, refused.status, refused.message)
             return None
-        conn_hdr = headers.get("connection", "").lower()
-        if version == b"HTTP/1.1":
-            keep_alive = "close" not in conn_hdr
-        else:
-            keep_alive = "keep-alive" in conn_hdr
-        if headers.get("expect", "").lower() == "100-continue":
-            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = b""
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            chunks = []
-            total = 0
-            while True:
-                size_line = rfile.readline(MAX_LINE + 1)
-                try:
-                    size = int(size_line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    self._reject(sock, 400, "Malformed chunked body.")
-                    return None
-                if size == 0:
-                    while rfile.readline(MAX_LINE + 1) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                total += size
-                if total > MAX_BODY:
-                    self._reject(sock, 413, "Request body too large.")
-                    return None
-                chunks.append(rfile.read(size))
-                rfile.readline(MAX_LINE + 1)
-            body = b"".join(chunks)
-        elif "content-length" in headers:
-            try:
-                length = int(headers["content-length"])
-            except ValueError:
-                self._reject(sock, 400, "Bad Content-Length.")
-                return None
-            if length < 0 or length > MAX_BODY:
-                self._reject(sock, 413, "Request body too large.")
-                return None
-            if length:
-                body = rfile.read(length)
-                if len(body) < length:
-                    return None
+        if body is None:
+            return None
         return Request(method, target, headers, body), keep_alive
 
     def _reject(self, sock: socket.socket, status: int, message: str) -> None:
@@ -320,6 +270,83 @@ class HTTPSServer:
         out.append(b"Content-Length: %d\r\n\r\n" % len(response.body))
         out.append(response.body)
         return b"".join(out)
+
+
+class _Refused(Exception):
+    """A request the server answers with ``status`` and closes (malformed, too large)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _request_line(rfile) -> tuple[str, str, bytes] | None:
+    """(method, target, version); None at the end of the connection."""
+    line = rfile.readline(MAX_LINE + 1)
+    while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112 2.2)
+        line = rfile.readline(MAX_LINE + 1)
+    if not line:
+        return None
+    if len(line) > MAX_LINE:
+        raise _Refused(414, "Request line too long.")
+    parts = line.split()
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        raise _Refused(400, "Malformed request line.")
+    return parts[0].decode("latin-1"), parts[1].decode("latin-1"), parts[2]
+
+
+def _headers(rfile) -> dict[str, str]:
+    """Lower-case names; repeated headers joined with ", " (RFC 9110 5.3)."""
+    headers: dict[str, str] = {}
+    for _ in range(MAX_HEADERS + 1):
+        h = rfile.readline(MAX_LINE + 1)
+        if h in (b"\r\n", b"\n", b""):
+            return headers
+        name, sep, value = h.partition(b":")
+        if not sep:
+            raise _Refused(400, "Malformed header line.")
+        key = name.strip().lower().decode("latin-1")
+        val = value.strip().decode("latin-1")
+        headers[key] = f"{headers[key]}, {val}" if key in headers else val
+    raise _Refused(431, "Too many headers.")
+
+
+def _body(rfile, headers: dict[str, str]) -> bytes | None:
+    """The body (chunked or Content-Length); None when the client went away mid-body."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return _chunked_body(rfile)
+    if "content-length" not in headers:
+        return b""
+    try:
+        length = int(headers["content-length"])
+    except ValueError:
+        raise _Refused(400, "Bad Content-Length.") from None
+    if length < 0 or length > MAX_BODY:
+        raise _Refused(413, "Request body too large.")
+    if not length:
+        return b""
+    body = rfile.read(length)
+    return body if len(body) == length else None
+
+
+def _chunked_body(rfile) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        size_line = rfile.readline(MAX_LINE + 1)
+        try:
+            size = int(size_line.split(b";")[0].strip(), 16)
+        except ValueError:
+            raise _Refused(400, "Malformed chunked body.") from None
+        if size == 0:
+            while rfile.readline(MAX_LINE + 1) not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(chunks)
+        total += size
+        if total > MAX_BODY:
+            raise _Refused(413, "Request body too large.")
+        chunks.append(rfile.read(size))
+        rfile.readline(MAX_LINE + 1)
 
 
 def _shutdown(sock: socket.socket) -> None:

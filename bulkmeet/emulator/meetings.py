@@ -315,13 +315,7 @@ def new_meeting(req: CreateRequest, tenant: Tenant, organizer: User, rng: random
             "joinMeetingId": join_meeting_id,
             "passcode": passcode,
         },
-        "joinInformation": {
-            "content": "data:text/html,%3cdiv+class%3d%22me-email-text%22%3e%3ca+href%3d%22"
-                       + join_url.replace("%", "%25").replace(":", "%3a").replace("/", "%2f")
-                       .replace("?", "%3f").replace("=", "%3d")
-                       + "%22%3eJoin+the+meeting+now%3c%2fa%3e%3c%2fdiv%3e",
-            "contentType": "html",
-        },
+        "joinInformation": _join_information(join_url),
         "audioConferencing": {
             "conferenceId": conference_id,
             "tollNumber": "+1 425-555-0100",
@@ -331,19 +325,34 @@ def new_meeting(req: CreateRequest, tenant: Tenant, organizer: User, rng: random
             "dialinUrl": f"https://dialin.teams.microsoft.com/{bridge}?id={conference_id}",
         },
         "chatInfo": chat,
-        "participants": {
-            "organizer": {
-                "upn": organizer.user_principal_name,
-                "role": "presenter",
-                "identity": {"user": {
-                    "id": organizer.id, "displayName": None, "tenantId": tenant.id,
-                    "identityProvider": "AAD",
-                }},
-            },
-            "attendees": req.attendees,
-            "producers": [],
-            "contributors": [],
+        "participants": _participants(tenant, organizer, req.attendees),
+    }
+
+
+def _join_information(join_url: str) -> dict[str, Any]:
+    """The invitation HTML Graph returns, as a data: URL with the join link escaped inside."""
+    return {
+        "content": "data:text/html,%3cdiv+class%3d%22me-email-text%22%3e%3ca+href%3d%22"
+                   + join_url.replace("%", "%25").replace(":", "%3a").replace("/", "%2f")
+                   .replace("?", "%3f").replace("=", "%3d")
+                   + "%22%3eJoin+the+meeting+now%3c%2fa%3e%3c%2fdiv%3e",
+        "contentType": "html",
+    }
+
+
+def _participants(tenant: Tenant, organizer: User, attendees: list[Any]) -> dict[str, Any]:
+    return {
+        "organizer": {
+            "upn": organizer.user_principal_name,
+            "role": "presenter",
+            "identity": {"user": {
+                "id": organizer.id, "displayName": None, "tenantId": tenant.id,
+                "identityProvider": "AAD",
+            }},
         },
+        "attendees": attendees,
+        "producers": [],
+        "contributors": [],
     }
 
 

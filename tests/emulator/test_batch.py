@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.emulator.conftest import ADA, ALAN, UPN, gid, graph_error
+from tests.emulator.helpers import ADA, ALAN, UPN, gid, graph_error
 
 
 def item(rid: str, organizer: str = ADA, ext: str | None = None, **extra):

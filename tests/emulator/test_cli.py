@@ -12,7 +12,7 @@ import requests
 from click.testing import CliRunner
 
 from bulkmeet.emulator.command import emulator
-from tests.emulator.conftest import spawn
+from tests.emulator.helpers import spawn
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bulkmeet.emulator import DEMO_DIRECTORY, DirectoryError, Emulator, EmulatorOptions, load_directory
-from tests.emulator.conftest import CertPair
+from tests.emulator.helpers import CertPair
 
 REPO = Path(__file__).resolve().parents[2]
 

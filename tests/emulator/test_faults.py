@@ -7,7 +7,7 @@ import time
 import requests
 
 from bulkmeet.emulator.faults import Chaos
-from tests.emulator.conftest import ADA, APP, Api, graph_error
+from tests.emulator.helpers import ADA, APP, Api, graph_error
 
 RETRIED = {"500", "502", "503", "504", "dropped"}
 

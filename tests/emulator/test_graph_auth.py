@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bulkmeet.emulator import Emulator, EmulatorOptions
-from tests.emulator.conftest import (
+from tests.emulator.helpers import (
     ADA,
     ALAN,
     APP,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.emulator.conftest import ADA, ALAN, TENANT, UPN, gid, graph_error
+from tests.emulator.helpers import ADA, ALAN, TENANT, UPN, gid, graph_error
 
 JOIN_URL = re.compile(
     r"^https://teams\.microsoft\.com/l/meetup-join/19%3ameeting_[A-Za-z0-9_-]+%40thread\.v2/0"

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from tests.emulator.conftest import (
+from tests.emulator.helpers import (
     ADA,
     ALAN,
     GLOBAL_APP,
@@ -206,7 +206,7 @@ def test_errors_are_terse_by_default(api, meeting):
 def test_stats_count_requests_per_method_and_route(directory_file):
     """So that a test can prove a command sent no write."""
     from bulkmeet.emulator import Emulator, EmulatorOptions
-    from tests.emulator.conftest import Api
+    from tests.emulator.helpers import Api
 
     with Emulator(EmulatorOptions(directory=directory_file)) as emu:
         api = Api(emu)

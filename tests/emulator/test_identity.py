@@ -13,7 +13,7 @@ import jwt
 import msal
 import pytest
 
-from tests.emulator.conftest import (
+from tests.emulator.helpers import (
     ADA,
     APP,
     CERT_APP,

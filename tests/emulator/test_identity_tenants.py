@@ -9,7 +9,7 @@ import threading
 import msal
 import pytest
 
-from tests.emulator.conftest import ADA, APP, GRAPH_SCOPE, PUBLIC_APP, TENANT, UPN, identity_error
+from tests.emulator.helpers import ADA, APP, GRAPH_SCOPE, PUBLIC_APP, TENANT, UPN, identity_error
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 MEETINGS = "https://graph.microsoft.com/OnlineMeetings.ReadWrite"

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from bulkmeet.emulator import Emulator, EmulatorOptions
-from tests.emulator.conftest import ADA, ALAN, TENANT, Api
+from tests.emulator.helpers import ADA, ALAN, TENANT, Api
 
 
 def connection(emu: Emulator) -> http.client.HTTPSConnection:

@@ -6,6 +6,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import requests
 
 from bulkmeet.emulator import Emulator, EmulatorOptions
 from bulkmeet.emulator.state import journal_path
-from tests.emulator.conftest import ADA, APP, GRAPH_SCOPE, PUBLIC_APP, SECRETS, TENANT, UPN, Api, spawn
+from tests.emulator.helpers import ADA, APP, GRAPH_SCOPE, PUBLIC_APP, SECRETS, TENANT, UPN, Api, spawn
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -249,3 +250,50 @@ def test_seeded_restart_does_not_reuse_meeting_ids(directory_file, tmp_path):
         got = api.request("GET", f"/v1.0/users/{ADA}/onlineMeetings/{first}", token=api.app_token())
         assert got.json()["externalId"] == "one"
         api.close()
+
+
+_LIMITED_JOURNAL = """
+import resource, sys
+from pathlib import Path
+from bulkmeet.emulator.state import Journal, StateWriteError
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+journal = Journal(Path(sys.argv[1]))
+for n in range(100):
+    try:
+        journal.sync(journal.write({"op": "dcx", "device_code": str(n) * 40}))
+    except StateWriteError as exc:
+        print(n, isinstance(exc, OSError), exc.filename, exc, sep="|")
+        break
+"""
+
+
+def test_a_journal_the_disk_refuses_is_a_clear_error_and_never_keeps_half_a_line(tmp_path):
+    # RLIMIT_FSIZE in a child: the kernel refuses to grow the file past 1000 bytes, as a full
+    # disk would; the refused record must be cut off again, or the next start would see a
+    # damaged journal instead of one that merely stops early.
+    path = tmp_path / "state.json.journal"
+    done = subprocess.run([sys.executable, "-c", _LIMITED_JOURNAL, str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    n, is_os_error, filename, message = done.stdout.strip().split("|")
+    assert int(n) > 0 and is_os_error == "True" and filename == str(path)
+    assert message == (f"Cannot write the emulator journal {path} (File too large). Free disk "
+                       "space or fix the folder's permissions, then run again: the meetings the "
+                       "emulator confirmed are in its state file and journal.")
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) - 1 == int(n)
+    assert all(json.loads(line)["op"] == "dcx" for line in lines[:-1])
+
+
+def test_the_emulator_command_on_a_full_disk_names_the_state_file_not_the_port(tmp_path):
+    state = tmp_path / "state.json"
+    script = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))\n"
+              "from bulkmeet.emulator.command import emulator\nemulator(sys.argv[1:])\n")
+    done = subprocess.run([sys.executable, "-c", script, "--state", str(state), "--port", "0"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (f"bulkmeet emulator: error: Cannot write the emulator state file {state} "
+                           "(File too large). Free disk space or fix the folder's permissions, then "
+                           "run again: the meetings the emulator confirmed are in its state file "
+                           "and journal.\n")
+    assert not state.exists() and "listening" not in done.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 
-from tests.emulator.conftest import ADA, ALAN, APP, GLOBAL_APP, UPN, graph_error
+from tests.emulator.helpers import ADA, ALAN, APP, GLOBAL_APP, UPN, graph_error
 
 RATELIMIT = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
