@@ -77,3 +77,30 @@ def test_cli_says_what_to_do_when_a_calendar_cannot_be_written(tmp_path, tenant,
     again = run_cli("run", schedule, "--config", config)  # fixed: rerun sends nothing
     assert again.code == 0 and "3 existing" in again.out
     assert len(list((tmp_path / "term.calendars" / "organizers").glob("*.ics"))) == 3
+
+
+def test_what_needs_a_person_lists_blocked_organizers_once_then_rows_then_orphans() -> None:
+    from bulkmeet.models import FAILED, INVALID, MeetingRequest, RowOutcome
+    from bulkmeet.publish import attention
+    from bulkmeet.sync import RemovedMeeting
+
+    requests = [MeetingRequest(2, "e2", "t1@x.example", "A"), MeetingRequest(3, "e3", "t2@x.example", "B"),
+                MeetingRequest(4, "e4", "t1@x.example", "C")]
+    outcomes = {(2, 0): RowOutcome(2, FAILED, "e2", error="403 policy"),
+                (3, 0): RowOutcome(3, FAILED, "e3", error="Graph had a temporary failure"),
+                (4, 0): RowOutcome(4, FAILED, "e4", error="403 policy"),
+                (5, 0): RowOutcome(5, INVALID, error="Start: \"25:00\" is not a time")}
+    note = ("403 Forbidden. Organizer t1@x.example has no application access policy ... "
+            "Grant-CsApplicationAccessPolicy ... (2 row(s) of this organizer failed.)")
+    removed = [RemovedMeeting("t2@x.example", "e9", "m9", "CS9: Gone", "2027-03-01T15:00:00Z", None,
+                              "https://join/9", status="orphaned", reason=""),
+               RemovedMeeting("t2@x.example", "e8", "m8", "CS8", None, None, None,
+                              status="cancelled")]
+    items = attention([note], requests, outcomes, removed)
+    assert [(i.kind, i.row, i.organizer) for i in items] == [
+        ("blocked organizer", None, "t1@x.example"),  # its two failed rows are not repeated
+        ("failed", 3, "t2@x.example"),
+        ("invalid", 5, None),
+        ("orphaned", None, "t2@x.example"),
+    ]
+    assert items[-1].message.startswith("CS9: Gone at 2027-03-01 15:00 UTC: its row is gone")
