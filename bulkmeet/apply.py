@@ -363,12 +363,23 @@ def plan_sync(requests: Sequence[MeetingRequest], invalid: Sequence[InvalidRow],
                            limits, full=full)
 
 
+def remember_sections(plan: SyncPlan, journal: Journal) -> None:
+    """Give meetings journalled before section keys were kept their row's key (in a real run;
+    new meetings get it with their createOrGet result)."""
+    wanted = [*plan.unchanged, *(u.request for u in plan.updates)]
+    journal.remember_sections(
+        (r.organizer, r.external_id, r.section) for r in wanted if r.section
+        and (m := plan.journalled.get((r.organizer, r.external_id))) is not None
+        and m.section is None)
+
+
 def run_phases(plan: SyncPlan, sent: Sequence[MeetingRequest], journal: Journal,
                outcomes: Outcomes, cfg: Config, make_runner: MakeRunner,
                stop: threading.Event, *, retry_failed: bool = False) -> Applied:
     """After createOrGet: the PATCHes, then the DELETEs (each phase skipped once stopped)."""
     requests = throttled = 0
     tz = ZoneInfo(cfg.mapping.time_zone)
+    remember_sections(plan, journal)
     if retry_failed:
         plan = replace(plan, updates=retry_updates(plan, journal.latest()))
     updates, book = updates_after_create(plan, sent, journal, outcomes, tz)

@@ -19,19 +19,32 @@ Not touched, because there is nothing to run and people must be able to read the
 
 Text that itself starts with ``'`` is quoted once more when removing one ``'`` would change it
 (``'=x`` is written ``''=x``); that is what makes the pair exact inverses.
+
+``column_letter`` names a column as Excel does (``A``, ``Z``, ``AA``) for messages about CSV and
+.xlsx files alike, without importing openpyxl for a CSV run.
 """
 from __future__ import annotations
 
 import re
 
-__all__ = ["FORMULA_STARTS", "is_formula_like", "is_phone_number", "neutralise", "printable",
-           "unneutralise"]
+__all__ = ["FORMULA_STARTS", "column_letter", "is_formula_like", "is_phone_number", "neutralise",
+           "printable", "unneutralise"]
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 QUOTE = "'"
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?")
 _PHONE = re.compile(r"\+\d+(?:[ .-]?(?:\(\d+\)|\d+))*")
 _PHONE_DIGITS = (7, 15)
+
+
+def column_letter(index: int) -> str:
+    """``0`` -> ``A``, ``25`` -> ``Z``, ``26`` -> ``AA`` (0-based, as the readers count)."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
 
 
 def is_phone_number(text: str) -> bool:

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from bulkmeet.cells import column_letter
 from bulkmeet.errors import InputError
 
 __all__ = ["csv_records", "decode"]
@@ -37,15 +38,6 @@ _UTF8_MULTIBYTE = re.compile(
     rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
     rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
     rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}")
-
-
-def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
 
 
 def _looks_utf16(data: bytes) -> bool:
@@ -148,7 +140,7 @@ def _runaway(path: Path, record: Sequence[str], first_line: int, last_line: int,
                 where = "the end of the file" if open_quote else f"line {last_line}"
                 raise InputError(
                     f"{path}: line {line}: the quote (\") that opens the value in column "
-                    f"{_column_letter(index)} is not closed where that value should end, so "
+                    f"{column_letter(index)} is not closed where that value should end, so "
                     f"everything up to {where} is read as one value instead of as rows. Remove "
                     "the stray quote or close it (a quote inside a quoted value is written "
                     "twice: \"\").")

@@ -56,6 +56,7 @@ from bulkmeet.plan import (
     RowPlanner,
     derive_external_id,
     normalise_key_value,
+    section_key,
 )
 from bulkmeet.staff import StaffDirectory, StaffError
 from bulkmeet.terms import TermCalendar, TermError, class_days
@@ -75,6 +76,7 @@ class _RowPlan:
     days: tuple[date, ...]
     key_values: tuple[Any, ...]
     key: tuple[str, ...]  # normalised: what groups rows into one section
+    section: str  # plan.section_key: kept per meeting in the journal
 
 
 class PatternPlanner:
@@ -192,11 +194,14 @@ class PatternPlanner:
         if errors:
             column, first_msg = errors[0]
             rest = [f"{c}: {msg}" if c else msg for c, msg in errors[1:]]
-            return InvalidRow(row.number, column, "; ".join([first_msg, *rest]))
+            # The key still names the section: its journalled meetings are not orphans.
+            section = section_key(key_values) if key_values is not None else None
+            return InvalidRow(row.number, column, "; ".join([first_msg, *rest]), section=section)
         assert organizer is not None and subject is not None and pattern is not None
         assert key_values is not None
         return _RowPlan(row.number, organizer, subject, attendees, others, thread_id, pattern,
-                        days, key_values, tuple(normalise_key_value(v) for v in key_values))
+                        days, key_values, tuple(normalise_key_value(v) for v in key_values),
+                        section_key(key_values))
 
     # --- times -------------------------------------------------------------------------------
 
@@ -242,7 +247,7 @@ def plan_patterns(sheet: Sheet, config: Config, resolved: dict[str, str], now: d
 
 def _gap_invalid(planner: PatternPlanner, rp: _RowPlan, exc: times.TimeValueError) -> InvalidRow:
     return InvalidRow(rp.row, planner.start_col, f"{exc} (the pattern {rp.pattern.describe()} "
-                                                 "meets on that day)")
+                                                 "meets on that day)", section=rp.section)
 
 
 def _per_session(planner: PatternPlanner, valid: list[_RowPlan], invalid: list[InvalidRow],
@@ -286,7 +291,7 @@ def _per_session(planner: PatternPlanner, valid: list[_RowPlan], invalid: list[I
                 row_requests.append(MeetingRequest(
                     row=rp.row, external_id=external_id, organizer=rp.organizer, subject=rp.subject,
                     start=begins, end=ends, attendees=attendees, thread_id=rp.thread_id,
-                    session=session))
+                    session=session, section=rp.section))
         except times.TimeValueError as exc:
             invalid.append(_gap_invalid(planner, rp, exc))
             continue
@@ -318,7 +323,8 @@ def _per_section(planner: PatternPlanner, valid: list[_RowPlan], invalid: list[I
         requests.append(MeetingRequest(
             row=owner.row, external_id=external_id, organizer=owner.organizer,
             subject=owner.subject, start=first[0], end=first[1],
-            attendees=planner.attendees_for(owner, extra), thread_id=owner.thread_id))
+            attendees=planner.attendees_for(owner, extra), thread_id=owner.thread_id,
+            section=owner.section))
         shared.extend(SharedRow(rp.row, external_id, owner.row) for rp in members[1:])
     return Plan(tuple(requests), tuple(sorted(invalid, key=lambda i: i.row)), (),
                 skipped=tuple(skipped), shared=tuple(shared))

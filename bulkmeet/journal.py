@@ -41,6 +41,7 @@ import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from bulkmeet import journal_sql as sql
@@ -198,6 +199,10 @@ class Journal:
         for column in sql.RESULTS_ADDED_IN_2:
             if column not in columns:
                 db.execute(f"ALTER TABLE results ADD COLUMN {column} TEXT")
+        columns = {r[1] for r in db.execute("PRAGMA table_info(meetings)")}
+        for column in sql.MEETINGS_ADDED_IN_2:
+            if column not in columns:
+                db.execute(f"ALTER TABLE meetings ADD COLUMN {column} TEXT")
         (version,) = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
         if version is not None and version >= sql.SCHEMA_VERSION:
             return
@@ -210,7 +215,7 @@ class Journal:
                 db.execute(sql.UPSERT_MEETING, (
                     result.organizer, result.external_id, m.meeting_id, ACTIVE,
                     MeetingState.from_info(m).to_json(), m.join_url, result.fingerprint, None,
-                    now))
+                    now, None))
         db.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
                    (sql.SCHEMA_VERSION, _utc_now(), who))
 
@@ -315,12 +320,13 @@ class Journal:
                 ) from None
 
     def record(self, result: MeetingResult, *, state: MeetingState | None = None,
-               row: int | None = None) -> None:
+               row: int | None = None, section: str | None = None) -> None:
         """Store one createOrGet result; committed when this returns. Fills ``recorded_at``.
 
         A successful one also becomes the meeting's confirmed state in ``meetings`` (``state``:
         the meeting as Graph answered; without it, what ``MeetingInfo`` holds), in the same
-        transaction, so the two tables never disagree after a kill.
+        transaction, so the two tables never disagree after a kill. ``section``: the request's
+        section key (``MeetingRequest.section``), so an invalid row can still claim the meeting.
         """
         statements = [(sql.INSERT, self._result_params(result))]
         m = result.meeting
@@ -328,7 +334,7 @@ class Journal:
             statements.append((sql.UPSERT_MEETING, (
                 result.organizer, result.external_id, m.meeting_id, ACTIVE,
                 (state or MeetingState.from_info(m)).to_json(), m.join_url, result.fingerprint,
-                row, result.recorded_at or _utc_now())))
+                row, result.recorded_at or _utc_now(), section)))
         self._write_all(statements)
 
     def _result_params(self, result: MeetingResult) -> tuple[Any, ...]:
@@ -425,6 +431,15 @@ class Journal:
               meeting.meeting_id)),
             self._operation(meeting, "delete", "confirmed", None, http_status, request_id),
         ])
+
+    def remember_sections(self, sections: Iterable[tuple[str, str, str]]) -> None:
+        """(organizer, externalId, section key) for meetings journalled before the section key
+        was kept: one transaction, so a later invalid row can still claim them."""
+        statements = [("UPDATE meetings SET section = ? WHERE organizer = ? AND external_id = ? "
+                       "AND section IS NULL", (section, organizer, external_id))
+                      for organizer, external_id, section in sections]
+        if statements:
+            self._write_all(statements)
 
     def forget(self, meeting: JournalledMeeting, detail: str) -> None:
         """Graph says the meeting is gone (404 to a PATCH or GET): the next run re-creates it."""
@@ -542,13 +557,13 @@ class Journal:
         """(organizer, externalId) -> the meeting as Graph last confirmed it (cancelled too)."""
         rows = self._read(
             "SELECT organizer, external_id, meeting_id, status, state, join_url, fingerprint, "
-            "row, version FROM meetings ORDER BY row, organizer, external_id")
+            "row, version, section FROM meetings ORDER BY row, organizer, external_id")
         out: dict[tuple[str, str], JournalledMeeting] = {}
-        for org, ext, mid, status, state, join_url, fingerprint, row, version in rows:
+        for org, ext, mid, status, state, join_url, fingerprint, row, version, section in rows:
             out[(org, ext)] = JournalledMeeting(
                 organizer=org, external_id=ext, meeting_id=mid,
                 state=MeetingState.from_json(state), status=status, join_url=join_url,
-                fingerprint=fingerprint, row=row, version=version)
+                fingerprint=fingerprint, row=row, version=version, section=section)
         return out
 
     def meeting_versions(self) -> dict[tuple[str, str], int]:

@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS meetings (
     row          INTEGER,
     version      INTEGER NOT NULL DEFAULT 0,
     updated_at   TEXT NOT NULL,
+    section      TEXT,
     PRIMARY KEY (organizer, external_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS operations (
@@ -99,6 +100,9 @@ CREATE TABLE IF NOT EXISTS operations (
 );
 """
 RESULTS_ADDED_IN_2 = ("options_url", "toll_free_number", "changes")
+# Added to ``meetings`` after format 2 first shipped (ALTER TABLE when missing; readers that do
+# not know it ignore it). ``section``: plan.section_key of the row the meeting was made for.
+MEETINGS_ADDED_IN_2 = ("section",)
 
 RESULT_FIELDS = (
     "organizer", "external_id", "status", "fingerprint", "http_status", "has_meeting",
@@ -128,12 +132,13 @@ EFFECTIVE_ID = f"""
 # version (confirmed changes of subject or time) carries on only while it is the same meeting.
 UPSERT_MEETING = """
 INSERT INTO meetings (organizer, external_id, meeting_id, status, state, join_url, fingerprint,
-                      row, version, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
+                      row, version, updated_at, section)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)
 ON CONFLICT (organizer, external_id) DO UPDATE SET
     meeting_id = excluded.meeting_id, status = excluded.status, state = excluded.state,
     join_url = excluded.join_url, fingerprint = excluded.fingerprint,
     row = COALESCE(excluded.row, meetings.row),
+    section = COALESCE(excluded.section, meetings.section),
     version = CASE WHEN meetings.meeting_id = excluded.meeting_id THEN meetings.version ELSE 0 END,
     updated_at = excluded.updated_at
 """

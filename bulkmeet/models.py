@@ -92,6 +92,9 @@ class MeetingRequest:
     # Meeting options (bulkmeet.meeting_options), sorted (name, value): PATCHed after
     # createOrGet, which ignores them; never part of the createOrGet body.
     settings: tuple[tuple[str, Any], ...] = ()
+    # What identifies the row's section (plan.section_key over the key values, no organizer, no
+    # day), kept per meeting in the journal: an invalid row with this key still protects them.
+    section: str | None = None
 
     @property
     def outcome_key(self) -> tuple[int, int]:
@@ -130,6 +133,7 @@ class InvalidRow:
     column: str | None
     message: str
     external_id: str | None = None
+    section: str | None = None  # plan.section_key when the key columns could be read
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,11 @@ def _summary(options: RunOptions, sheet: Sheet, outcomes: Outcomes, output: Path
              cancel: sync.CancelDecision | None = None) -> report.RunSummary:
     counts = {s: 0 for s in (CREATED, EXISTING, FAILED, INVALID, DUPLICATE, PLANNED, PENDING,
                              SKIPPED, UPDATED)}
+    shared = 0
     for o in outcomes.values():
+        if o.shared_with is not None:  # its section's meeting, counted once under that row
+            shared += 1
+            continue
         counts[o.status] += 1
     with_outcome = {o.row for o in outcomes.values()}
     counts[PENDING] += sum(1 for row in sheet.rows if row.number not in with_outcome)
@@ -206,7 +210,7 @@ def _summary(options: RunOptions, sheet: Sheet, outcomes: Outcomes, output: Path
         total_rows=len(sheet.rows), created=counts[CREATED], existing=counts[EXISTING],
         failed=counts[FAILED], invalid=counts[INVALID], duplicate=counts[DUPLICATE],
         planned=counts[PLANNED], pending=counts[PENDING], skipped=counts[SKIPPED],
-        dry_run=options.dry_run,
+        shared=shared, dry_run=options.dry_run,
         requests_sent=sent.requests, throttled=sent.throttled,
         api=f"{cfg.graph.base_url}/{cfg.graph.api_version}", interrupted=sent.interrupted,
         notes=sent.notes + _removed_notes(removed, cancel), updated=counts[UPDATED],
@@ -421,7 +425,7 @@ class _Recorder:
     def __call__(self, result: MeetingResult) -> None:
         req = self.by_key[(result.organizer, result.external_id)]
         try:  # the meeting as Graph answered becomes its confirmed state (bulkmeet.sync)
-            self.journal.record(result, state=result.state, row=req.row)
+            self.journal.record(result, state=result.state, row=req.row, section=req.section)
         except journals.JournalWriteError as exc:  # disk full: stop, say so
             self.write_errors.append(exc)
             self.stop.set()  # ... but keep this result for the output sheet

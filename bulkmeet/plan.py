@@ -140,6 +140,15 @@ def derive_external_id(key_values: Sequence[object], organizer: str) -> str:
     return str(uuid.uuid5(EXTERNAL_ID_NAMESPACE, name))
 
 
+def section_key(key_values: Sequence[object]) -> str:
+    """What identifies a row's section (or, on a dated sheet, its meeting) without the organizer
+    or the class day: the journal keeps it per meeting, so an invalid row whose key columns can
+    still be read protects the meetings made for it even when its organizer cannot be read (an
+    instructor gone from the staff list) and its sessions' externalIds are unknown."""
+    name = "section\x1d" + "\x1f".join(normalise_key_value(v) for v in key_values)
+    return str(uuid.uuid5(EXTERNAL_ID_NAMESPACE, name))
+
+
 # --- cell helpers --------------------------------------------------------------------------------
 
 class _CellError(Exception):
@@ -418,22 +427,23 @@ class RowPlanner:
         return text
 
     def external_id(self, values: Mapping[str, Any], errors: list, organizer: str | None,
-                    parsed: dict[str, Any]) -> str | None:
+                    parsed: dict[str, Any]) -> tuple[str | None, str | None]:
+        """(externalId, section key); either None when it cannot be read."""
         if self.ext_col:
             raw = values.get(self.ext_col)
             text = _text(raw).strip() if raw is not None else ""
             if not text:
                 errors.append((self.ext_col, "missing; every row needs its externalId"))
-                return None
+                return None, None
             if len(text) > MAX_EXTERNAL_ID:
                 errors.append((self.ext_col, f"{len(text)} characters long; an externalId may have "
                                              f"at most {MAX_EXTERNAL_ID}"))
-                return None
+                return None, None
             if _CONTROL.search(text):
                 errors.append((self.ext_col, f"{times.show(raw)} contains a control character "
                                              "(a line break or tab?); remove it"))
-                return None
-            return text
+                return None, None
+            return text, None
         failed = {c for c, _ in errors}
         key_values: list[Any] = []
         ok = True
@@ -451,9 +461,12 @@ class RowPlanner:
             if column in failed:
                 ok = False
             key_values.append(raw)
-        if not ok or organizer is None:
-            return None
-        return derive_external_id(key_values, organizer)
+        if not ok:
+            return None, None
+        section = section_key(key_values)
+        if organizer is None:
+            return None, section
+        return derive_external_id(key_values, organizer), section
 
     def plan(self, row: SheetRow) -> MeetingRequest | InvalidRow:
         values = row.values
@@ -464,18 +477,18 @@ class RowPlanner:
         start, end = self.when(values, errors, parsed)
         attendees = self.attendees(values, errors)
         thread_id = self.thread_id(values, errors)
-        external_id = self.external_id(values, errors, organizer, parsed)
+        external_id, section = self.external_id(values, errors, organizer, parsed)
         if row.problems:
             errors = _with_cell_problems(row.problems, errors, self.read_columns)
         if errors:
             column, first = errors[0]
             rest = [f"{c}: {msg}" if c else msg for c, msg in errors[1:]]
             message = "; ".join([first, *rest])
-            return InvalidRow(row.number, column, message, external_id)
+            return InvalidRow(row.number, column, message, external_id, section)
         assert organizer is not None and subject is not None and external_id is not None
         return MeetingRequest(row=row.number, external_id=external_id, organizer=organizer,
                               subject=subject, start=start, end=end, attendees=attendees,
-                              thread_id=thread_id)
+                              thread_id=thread_id, section=section)
 
 
 def _with_cell_problems(problems: Sequence[tuple[str, str]], errors: list[tuple[str | None, str]],
@@ -526,7 +539,8 @@ def _with_options(planned: Plan, sheet: Sheet, config: Config, resolved: dict[st
         if errors:
             column, first = errors[0]
             rest = "".join(f"; {c}: {m}" if c else f"; {m}" for c, m in errors[1:])
-            broken.setdefault(req.row, InvalidRow(req.row, column, first + rest, req.external_id))
+            broken.setdefault(req.row, InvalidRow(req.row, column, first + rest,
+                                                        req.external_id, req.section))
         else:
             requests.append(replace(req, settings=settings))
     if not broken:

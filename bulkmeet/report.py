@@ -16,6 +16,11 @@ Two safety rules hold for both formats:
 * The file is replaced atomically (``bulkmeet.atomic``): a crash mid-write leaves the previous
   output, never a truncated workbook.
 
+For people, the result columns include the subject as Teams has it, the start and end in the
+config's ``time_zone`` as real date-time cells beside the UTC text, the meeting-options link, and
+on a ``duplicate`` row the link of the meeting its key already has. How each value becomes an
+.xlsx cell (formats, colours, links, Excel's limits) is ``bulkmeet.xlsxcells``.
+
 Excel output uses openpyxl's write-only mode, so 100,000 rows stream to disk instead of building
 a cell object per value; freeze panes, the autofilter and column widths are all set before the
 first row, which write-only mode supports. Measured on the build machine, 100,000 rows x 12 columns
@@ -28,12 +33,11 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,55 +49,38 @@ from bulkmeet.cells import neutralise
 from bulkmeet.errors import BulkmeetError, ExitStatus, InputError
 from bulkmeet.models import (
     CANCELLED,
-    CREATED,
     DUPLICATE,
-    EXISTING,
-    FAILED,
-    INVALID,
     ORPHANED,
     PENDING,
     PLANNED,
     REQUEST_COLUMN,
     RESULT_COLUMNS,
     SKIPPED,
-    UPDATED,
     RowOutcome,
     Sheet,
     SheetRow,
 )
 from bulkmeet.sync import REMOVED_COLUMNS, RemovedMeeting, removed_row
+from bulkmeet.xlsxcells import (
+    EXCEL_MAX_CHARS,
+    EXCEL_MAX_HYPERLINKS,
+    STATUS_COLOURS,
+    XlsxRowWriter,
+    XlsxStyles,
+    column_widths,
+    missing,
+    xlsx_text,
+)
 
 __all__ = [
-    "OutputError", "RunSummary", "default_output_path", "neutralise", "output_columns",
-    "write_output",
+    "EXCEL_MAX_CHARS", "EXCEL_MAX_HYPERLINKS", "STATUS_COLOURS", "OutputError", "RunSummary",
+    "default_output_path", "neutralise", "output_columns", "write_output",
 ]
 
 SUMMARY_SHEET = "Summary"
 RESULTS_SHEET = "Results"
-# Excel's documented limits: a cell holds at most 32,767 characters, a worksheet at most 65,530
-# hyperlinks (beyond that Excel "repairs" the file and drops them all).
-EXCEL_MAX_CHARS = 32_767
-EXCEL_MAX_HYPERLINKS = 65_530
-_TRUNCATED = "… (truncated, see the CSV output or the log)"
-
-# Control characters that are not allowed in XML 1.0 (openpyxl refuses them).
-_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-_URL_COLUMNS = ("joinWebUrl", "meetingOptionsWebUrl")
 _LOCAL_COLUMNS = ("startLocal", "endLocal")  # date-time cells even at midnight
 
-STATUS_COLOURS = {
-    CREATED: "C6EFCE",  # green
-    EXISTING: "DDEBF7",  # blue-grey
-    FAILED: "FFC7CE",  # red
-    INVALID: "F8CBAD",  # orange
-    DUPLICATE: "FFEB9C",  # yellow
-    PENDING: "D9D9D9",  # grey
-    PLANNED: "E4DFEC",  # lavender: validated, not sent (dry run)
-    SKIPPED: "F2F2F2",  # light grey: a [[skip]] rule matched, not a meeting
-    UPDATED: "C6E0B4",  # darker green: changed in Teams to match the sheet
-    ORPHANED: "FCE4D6",  # peach (Removed sheet): row gone, meeting still in Teams
-    CANCELLED: "BFBFBF",  # dark grey (Removed sheet): deleted with --cancel-removed
-}
 REMOVED_SHEET = "Removed"
 
 
@@ -121,6 +108,9 @@ class RunSummary:
     planned: int = 0
     pending: int = 0
     skipped: int = 0  # rows a [[skip]] rule matched: not errors
+    # One meeting per section: further rows of a section, reported with its meeting's status on
+    # their lines but counted once, under the section's first row (not in created/failed/...).
+    shared: int = 0
     dry_run: bool = False
     requests_sent: int = 0
     throttled: int = 0
@@ -146,6 +136,8 @@ class RunSummary:
             count = getattr(self, label)
             if count:
                 parts.append(f"{count} {label}")
+        if self.shared:
+            parts.append(f"{self.shared} sharing their section's meeting")
         if self.warnings:
             parts.append(f"{self.warnings} warning{'s' if self.warnings != 1 else ''}")
         removed = [f"{n} {label}" for n, label in ((self.orphaned, ORPHANED),
@@ -178,15 +170,6 @@ def output_columns(sheet: Sheet, *, dry_run: bool = False) -> list[str]:
     return columns
 
 
-def _missing(value: Any) -> bool:
-    """None, NaN and pandas' NA/NaT (checked by name: pandas is not imported for this)."""
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return type(value).__name__ in ("NAType", "NaTType")
-
-
 def _datetime_columns(sheet: Sheet) -> frozenset[int]:
     """Indexes of original columns holding a date-time with a time of day somewhere.
 
@@ -203,10 +186,6 @@ def _datetime_columns(sheet: Sheet) -> frozenset[int]:
                 break
     found.update(len(sheet.columns) + RESULT_COLUMNS.index(c) for c in _LOCAL_COLUMNS)
     return frozenset(found)
-
-
-def _time_format(value: datetime | time) -> str:
-    return "hh:mm:ss" if value.second or value.microsecond else "hh:mm"
 
 
 def _lines(sheet: Sheet, outcomes: Mapping[Any, RowOutcome]
@@ -271,6 +250,8 @@ def _summary_rows(summary: RunSummary) -> list[tuple[str, Any]]:
         ("Duplicate", summary.duplicate),
         ("Planned", summary.planned),
         ("Pending", summary.pending),
+        ("Skipped (not meetings)", summary.skipped),
+        ("Sharing their section's meeting", summary.shared),
         ("Updated", summary.updated),
         ("Orphaned (removed rows still in Teams)", summary.orphaned),
         ("Cancelled", summary.cancelled),
@@ -288,7 +269,7 @@ def _summary_rows(summary: RunSummary) -> list[tuple[str, Any]]:
 # -- CSV ---------------------------------------------------------------------------------------
 
 def _csv_text(value: Any, with_time: bool = True) -> str:
-    if _missing(value):
+    if missing(value):
         return ""
     if isinstance(value, str):
         return neutralise(value)
@@ -327,138 +308,6 @@ def _write_csv(handle: BinaryIO, columns: list[str], rows: Iterable[tuple[list[A
 
 
 # -- XLSX --------------------------------------------------------------------------------------
-
-class _XlsxStyles:
-    """Style objects built once; openpyxl de-duplicates them into one style table entry each."""
-
-    def __init__(self) -> None:
-        from openpyxl.styles import Alignment, Font, PatternFill
-
-        self.header_font = Font(bold=True)
-        self.header_fill = PatternFill("solid", fgColor="F2F2F2")
-        self.header_align = Alignment(vertical="center")
-        self.status_fills = {
-            status: PatternFill("solid", fgColor=colour)
-            for status, colour in STATUS_COLOURS.items()
-        }
-        self.label_font = Font(bold=True)
-
-
-def _xlsx_text(value: str) -> str:
-    value = _ILLEGAL_XML.sub("", value)
-    if len(value) > EXCEL_MAX_CHARS:
-        value = value[: EXCEL_MAX_CHARS - len(_TRUNCATED)] + _TRUNCATED
-    return neutralise(value)
-
-
-class _XlsxRowWriter:
-    """Turns plain values into what write-only openpyxl should store, styling only where needed.
-
-    Styled cells are made once per (column, style) and reused row after row: write-only
-    ``append()`` serialises a row before it returns, and building a styled cell costs more than
-    writing it. (A test reads every row's colour and link back, so a change in openpyxl that
-    broke this would show.)
-    """
-
-    def __init__(self, ws: Any, styles: _XlsxStyles, columns: list[str],
-                 datetime_columns: frozenset[int] = frozenset()) -> None:
-        from openpyxl.cell import WriteOnlyCell
-
-        self._new_cell = WriteOnlyCell
-        self.ws = ws
-        self.styles = styles
-        self.status_index = columns.index("status")
-        self.url_indexes = [columns.index(c) for c in _URL_COLUMNS if c in columns]
-        self.hyperlinks = 0
-        self.hyperlinks_dropped = 0
-        self._cells: dict[tuple[int, str], Any] = {}
-        self.datetime_columns = datetime_columns
-
-    def _styled(self, index: int, key: str, value: Any) -> Any:
-        cell = self._cells.get((index, key))
-        if cell is None:
-            cell = self._cells[(index, key)] = self._new_cell(self.ws)
-            if key in self.styles.status_fills:
-                cell.fill = self.styles.status_fills[key]
-            elif key == "link":
-                cell.style = "Hyperlink"
-            else:
-                cell.number_format = key
-        cell.value = value
-        return cell
-
-    def value(self, value: Any, index: int = -1) -> Any:
-        """The value or styled cell for column ``index`` (-1: a one-off cell, not reused)."""
-        kind = type(value)
-        if kind is str:
-            return _xlsx_text(value)
-        if value is None:
-            return None
-        if kind is int or kind is bool:
-            return value
-        if kind is float:
-            return value if math.isfinite(value) else (None if math.isnan(value) else str(value))
-        if _missing(value):
-            return None
-        if isinstance(value, datetime):
-            if value.tzinfo is not None:  # Excel has no time zones: keep the exact text instead
-                return value.isoformat()
-            if index not in self.datetime_columns and value.time() == time(0):
-                fmt = "yyyy-mm-dd"
-            else:
-                fmt = f"yyyy-mm-dd {_time_format(value)}"
-        elif isinstance(value, date):
-            fmt = "yyyy-mm-dd"
-        elif isinstance(value, time):
-            if value.tzinfo is not None:
-                return value.isoformat()
-            fmt = _time_format(value)
-        elif isinstance(value, (int, float, Decimal, timedelta)):
-            return value
-        else:
-            return _xlsx_text(str(value))
-        if index < 0:
-            cell = self._new_cell(self.ws, value=value)
-            cell.number_format = fmt
-            return cell
-        return self._styled(index, fmt, value)
-
-    def row(self, values: list[Any], status: str) -> list[Any]:
-        out = [self.value(v, i) for i, v in enumerate(values)]
-        if status in self.styles.status_fills:
-            i = self.status_index
-            out[i] = self._styled(i, status, out[i])
-        for i in self.url_indexes:
-            url = out[i]
-            if isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) < 2000:
-                if self.hyperlinks >= EXCEL_MAX_HYPERLINKS:
-                    self.hyperlinks_dropped += 1
-                    continue
-                cell = self._styled(i, "link", url)
-                cell.hyperlink = url
-                out[i] = cell
-                self.hyperlinks += 1
-        return out
-
-
-def _width(value: Any) -> int:
-    if _missing(value):
-        return 0
-    if isinstance(value, datetime):
-        return 17
-    if isinstance(value, (date, time)):
-        return 10
-    return max((len(line) for line in str(value).splitlines()), default=0)
-
-
-def _column_widths(columns: list[str], sample: list[list[Any]]) -> list[float]:
-    widths: list[float] = []
-    for index, name in enumerate(columns):
-        longest = max([len(name) + 3] + [_width(values[index]) for values in sample])
-        cap = 60 if name in (REQUEST_COLUMN, "error", "warning") else 45
-        widths.append(min(max(longest + 2, 8), cap))
-    return widths
-
 
 def _sheet_title(name: str | None) -> str:
     title = re.sub(r"[\[\]:*?/\\]", "_", name or "").strip("'")[:31]
@@ -529,20 +378,20 @@ def _save(wb: Any, handle: BinaryIO) -> None:
 def _write_xlsx(handle: BinaryIO, sheet: Sheet, columns: list[str],
                 rows: Iterator[tuple[list[Any], str]], summary: RunSummary,
                 line_count: int | None = None, scratch: Path | None = None,
-                removed: Sequence[RemovedMeeting] = ()) -> None:
+                removed: Sequence[RemovedMeeting] = (), time_zone: str | None = None) -> None:
     from itertools import islice
 
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.utils import get_column_letter
 
-    styles = _XlsxStyles()
+    styles = XlsxStyles()
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(_sheet_title(sheet.sheet_name))
 
     # Widths come from the header and the first rows; everything else is streamed.
     head = list(islice(rows, 500))
-    for index, width in enumerate(_column_widths(columns, [v for v, _ in head]), start=1):
+    for index, width in enumerate(column_widths(columns, [v for v, _ in head]), start=1):
         ws.column_dimensions[get_column_letter(index)].width = width
     ws.freeze_panes = "A2"
     last = get_column_letter(len(columns))
@@ -551,7 +400,7 @@ def _write_xlsx(handle: BinaryIO, sheet: Sheet, columns: list[str],
 
     header = []
     for name in columns:
-        cell = WriteOnlyCell(ws, value=_xlsx_text(name))
+        cell = WriteOnlyCell(ws, value=xlsx_text(name))
         cell.font = styles.header_font
         cell.fill = styles.header_fill
         cell.alignment = styles.header_align
@@ -559,7 +408,8 @@ def _write_xlsx(handle: BinaryIO, sheet: Sheet, columns: list[str],
     _scratch_file(ws, scratch)
     ws.append(header)
 
-    writer = _XlsxRowWriter(ws, styles, columns, _datetime_columns(sheet))
+    writer = XlsxRowWriter(ws, styles, columns, _datetime_columns(sheet),
+                           max_hyperlinks=EXCEL_MAX_HYPERLINKS)
     try:
         for values, status in head:
             ws.append(writer.row(values, status))
@@ -580,8 +430,10 @@ def _write_xlsx(handle: BinaryIO, sheet: Sheet, columns: list[str],
         summary_ws.column_dimensions["A"].width = 28
         summary_ws.column_dimensions["B"].width = 100
         _scratch_file(summary_ws, scratch)
-        for label, value in _summary_rows(RunSummary(**{**asdict(summary),
-                                                        "notes": tuple(notes)})):
+        rows_shown = _summary_rows(RunSummary(**{**asdict(summary), "notes": tuple(notes)}))
+        if time_zone:  # the zone of startLocal/endLocal, right after the run's times
+            rows_shown.insert(6, ("Local times (startLocal, endLocal)", time_zone))
+        for label, value in rows_shown:
             cell = WriteOnlyCell(summary_ws, value=label)
             cell.font = styles.label_font
             summary_ws.append([cell, writer.value(value)])
@@ -594,7 +446,7 @@ def _write_xlsx(handle: BinaryIO, sheet: Sheet, columns: list[str],
     _save(wb, handle)
 
 
-def _removed_sheet(wb: Any, styles: _XlsxStyles, removed: Sequence[RemovedMeeting],
+def _removed_sheet(wb: Any, styles: XlsxStyles, removed: Sequence[RemovedMeeting],
                    scratch: Path | None) -> None:
     """Meetings of this schedule whose rows are gone: orphaned (still in Teams) or cancelled."""
     from openpyxl.cell import WriteOnlyCell
@@ -611,7 +463,7 @@ def _removed_sheet(wb: Any, styles: _XlsxStyles, removed: Sequence[RemovedMeetin
         cell.fill = styles.header_fill
         header.append(cell)
     ws.append(header)
-    writer = _XlsxRowWriter(ws, styles, list(REMOVED_COLUMNS))
+    writer = XlsxRowWriter(ws, styles, list(REMOVED_COLUMNS))
     for item in removed:
         ws.append(writer.row(removed_row(item), item.status))
 
@@ -651,7 +503,7 @@ def write_output(path: Path, sheet: Sheet, outcomes: Mapping[Any, RowOutcome],
     else:
         def writer(handle: BinaryIO) -> None:
             _write_xlsx(handle, sheet, columns, rows, summary, len(lines), scratch=path,
-                        removed=removed)
+                        removed=removed, time_zone=time_zone)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, writer)

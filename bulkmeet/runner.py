@@ -16,15 +16,23 @@ The API (one engine for every kind of call, so retries, pacing and throttling ha
   sheet's sentence.
 * ``Runner.run(requests)`` is createOrGet on top of that: one ``MeetingResult`` per
   ``MeetingRequest`` to ``on_result``. ``resolve_organizers`` is GET /users on top of it.
+* ``Runner(gateway, concurrency=START, max_concurrency=MAX, quota=MeetingQuota(...),
+  batch=False, organizer_ids=..., organizer_problems=..., clock=...)``; after a run,
+  ``runner.stats`` (requests, throttled, blocked_organizers, concurrency settled on, ...).
+  An ``Operation`` with ``batch`` set (a ``graph.BatchRequest`` for the organizer id) may travel
+  in a JSON ``$batch``; one with ``creates=True`` counts against the monthly meeting quota.
 
 Why it is shaped this way:
-- Graph's budget is shared by the whole app, so throttling is handled by one ``Gate`` that every
-  worker passes: when throttling is systemic (several 429s among recent answers, or
-  RateLimit-Remaining: 0) it pauses *all* workers until Retry-After has passed and halves the
-  concurrency limit; clean answers grow it back by one per round (AIMD). A lone 429 (or a 503
-  with Retry-After) delays only its own operation, never by less than Retry-After. When Graph (or
-  the emulator, or a proxy) advertises ``RateLimit-*`` headers, the gate paces sends at the
-  advertised rate so a run converges on the limit without being throttled at all.
+- Graph's budget is shared by the whole app, so every request passes one ``Gate``
+  (``bulkmeet.gate``), which finds the limit by itself: an adaptive window (slow start, then
+  AIMD, cut on rising latency) and, once Graph throttles systemically, pacing just under the rate
+  Graph let through, probing upward while clean. A lone 429 (or a 503 with Retry-After) delays
+  only its own operation, never by less than Retry-After. ``RateLimit-*`` headers help when
+  present and are never needed.
+- ``Operation.creates`` operations count against the organizer's 2,000 meetings a month
+  (``bulkmeet.quota``): at the cap the organizer's remaining ones are not sent, with one sentence.
+- With ``batch=True`` a worker takes up to 20 ready batchable operations and sends them as one
+  JSON ``$batch``; each item's answer then goes through the same retry decision as a single call.
 - An operation that must wait (Retry-After, backoff) goes back into one time-ordered queue
   instead of holding a worker asleep, so the other operations keep the connection slots busy.
   Nothing in this module sleeps: workers wait on the queue's condition.

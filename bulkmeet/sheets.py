@@ -39,7 +39,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from bulkmeet.cells import printable, unneutralise
+from bulkmeet.cells import column_letter, printable, unneutralise
 from bulkmeet.csv_reader import csv_records
 from bulkmeet.errors import InputError
 from bulkmeet.models import REQUEST_COLUMN, RESULT_COLUMNS, Sheet, SheetRow
@@ -163,15 +163,6 @@ def _header_name(value: Any) -> str | None:
     return str(v)
 
 
-def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
 _HEADER_LOOKAHEAD = 10  # non-empty rows looked at to tell title rows from the header
 
 
@@ -217,7 +208,7 @@ def _column_names(where: str, header: Sequence[Any], header_number: int) -> list
             first = seen[key]
             raise InputError(
                 f"{where}: two columns are named '{printable(name)}' (columns "
-                f"{_column_letter(first)} and {_column_letter(i)} of row {header_number}); "
+                f"{column_letter(first)} and {column_letter(i)} of row {header_number}); "
                 "rename one so every column name is unique.")
         seen[key] = i
     return names
@@ -282,7 +273,7 @@ def _check_stray(where: str, raw: Sequence[Any], blank: Sequence[int], width: in
     stray = [i for i in blank if i < n_raw and cell_value(raw[i]) is not None]
     stray += [i for i in range(width, n_raw) if cell_value(raw[i]) is not None]
     if stray:
-        col = _column_letter(stray[0])
+        col = column_letter(stray[0])
         raise InputError(
             f"{where}: column {col} has a value in row {number} but no name in the header "
             f"row ({header_number}); type a column name into cell {col}{header_number} "

@@ -157,6 +157,12 @@ def split_name(entry: str) -> tuple[str, str]:
     return words[-1], " ".join(words[:-1])
 
 
+# A role marker after an instructor's name, as Banner and PeopleSoft print them: "Kim, M (P)"
+# (primary), "(S)" (secondary), "(Primary)", "[P]". Not part of the name.
+MARKER = re.compile(r"\s*[(\[]\s*(?:p|s|primary|secondary|pi|instructor)\s*[)\]]\s*$", re.I)
+PRIMARY = re.compile(r"[(\[]\s*(?:p|primary)\s*[)\]]\s*$", re.I)
+
+
 @dataclass(frozen=True)
 class Person:
     upn: str
@@ -264,11 +270,15 @@ class StaffDirectory:
 
     @lru_cache(maxsize=8192)  # noqa: B019 - one directory per run; cells repeat across rows
     def _instructors(self, cell: str) -> tuple[str | None, tuple[str, ...]]:
+        entries = [text.clean(e) for e in cell.split(self.settings.separator) if text.clean(e)]
+        # Banner marks the primary instructor "(P)", wherever they are listed: they organize.
+        marked = [PRIMARY.search(e) is not None for e in entries]
+        if sum(marked) == 1:
+            first = marked.index(True)
+            entries.insert(0, entries.pop(first))
         upns: list[str] = []
-        for entry in cell.split(self.settings.separator):
-            if not text.clean(entry):
-                continue
-            upn = self.lookup(text.clean(entry)).upn
+        for entry in entries:
+            upn = self.lookup(MARKER.sub("", entry).strip() or entry).upn
             if upn not in upns:
                 upns.append(upn)
         if not upns:

@@ -377,7 +377,34 @@ def starter_config(sheet: Sheet) -> str:
     add("concurrency = 4")
     add("# journal = \"/var/lib/bulkmeet/term.journal.sqlite\"   # default: beside the schedule")
     add("# log_file = \"/var/log/bulkmeet/bulkmeet.log\"")
+    lines.extend(SYNC_AND_SETTINGS)
     return "\n".join(lines) + "\n"
+
+
+# Written commented out, so a new user finds them (README "Keeping Teams in step with the sheet").
+SYNC_AND_SETTINGS = (
+    "",
+    "# Removed rows: their meetings are reported as \"orphaned\" (exit 7) until you cancel them with",
+    "# --cancel-removed, or set cancel_removed = true. Nothing is cancelled when more than the",
+    "# limits below would go in one run (exit 8; --max-cancel N allows it once).",
+    "# [sync]",
+    "# cancel_removed = false",
+    "# max_cancel_percent = 10",
+    "# max_cancel_count = 25",
+    "",
+    "# Meeting options for every meeting (Teams defaults when unset); PATCHed after creation and",
+    "# whenever they change. Per-row columns: [mapping] settings = { allowMeetingChat = \"Chat\" }.",
+    "# [settings]",
+    "# lobbyBypassSettings.scope = \"organization\"   # organizer, organization, everyone, invited, ...",
+    "# allowedPresenters = \"organizer\"              # everyone, organization, roleIsPresenter, organizer",
+    "# allowMeetingChat = \"enabled\"                 # enabled, disabled, limited",
+    "# recordAutomatically = false",
+    "# allowRecording = true",
+    "# allowTranscription = true",
+    "# isEntryExitAnnounced = false",
+    "# allowAttendeeToEnableCamera = true",
+    "# allowAttendeeToEnableMic = true",
+)
 
 
 def write_starter_config(schedule: Path, out: Path | None = None, *, force: bool = False) -> Path:

@@ -62,6 +62,7 @@ class JournalledMeeting:
     fingerprint: str | None = None  # of the row that created it (journals before format 2)
     row: int | None = None  # the sheet row it last came from
     version: int = 0  # confirmed updates that changed subject or times (for .ics SEQUENCE)
+    section: str | None = None  # plan.section_key of its row (None: journalled before it was kept)
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,9 @@ def find_orphans(requests: Iterable[MeetingRequest], invalid: Iterable[InvalidRo
     """Active journalled meetings no valid row asks for.
 
     An invalid row that still names its externalId keeps its meeting (the row is there, only
-    broken); a valid row with the same externalId under another organizer means the organizer
+    broken), and so does one whose key columns can be read: it keeps every meeting journalled
+    with its section key, whatever the organizer (an instructor gone from the staff list makes
+    the organizer unknown, and with it every session's externalId); a valid row with the same externalId under another organizer means the organizer
     changed, which the reason says.
     """
     requests = list(requests)
@@ -281,10 +284,14 @@ def find_orphans(requests: Iterable[MeetingRequest], invalid: Iterable[InvalidRo
     for r in requests:
         if r.start:
             slots.setdefault((r.subject, utc_iso(r.start)), set()).add(r.organizer)
+    invalid = list(invalid)
     kept = {bad.external_id for bad in invalid if bad.external_id}
+    kept_sections = {bad.section for bad in invalid if bad.section}
     out = []
     for key, m in journalled.items():
         if m.status != ACTIVE or key in wanted or m.external_id in kept:
+            continue
+        if m.section is not None and m.section in kept_sections:
             continue
         new_org = moved.get(m.external_id)
         others = slots.get((m.state.subject or "", m.state.start or ""), set())
@@ -367,6 +374,7 @@ def build_plan(requests: Sequence[MeetingRequest], invalid: Sequence[InvalidRow]
     active = sum(1 for m in journalled.values() if m.status == ACTIVE)
     decision = decide_cancel(len(orphans), schedule_meetings=active, rows=rows,
                              invalid=len(invalid), limits=limits,
-                             unkeyed=sum(1 for bad in invalid if not bad.external_id))
+                             unkeyed=sum(1 for bad in invalid
+                                         if not bad.external_id and not bad.section))
     return SyncPlan(tuple(creates), tuple(updates), tuple(unchanged), tuple(orphans),
                     tuple(deleting), decision, journalled)

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bulkmeet import journal as journals
 from bulkmeet.config import Config
@@ -28,6 +29,9 @@ from bulkmeet.graph import GraphGateway
 from bulkmeet.models import MeetingRequest, MeetingResult
 from bulkmeet.runner import Completed, Operation, RetryPolicy, Runner
 from bulkmeet.sync import ACTIVE, JournalledMeeting
+
+if TYPE_CHECKING:
+    from bulkmeet.pipeline import RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +102,23 @@ def verify_schedule(schedule: Path, config: Config, *, journal: Path | None = No
     return report
 
 
+def _runner(options: RunOptions, gateway: GraphGateway, ids: dict[str, str],
+            problems: dict[str, str], stop: threading.Event,
+            on_result: Callable[[MeetingResult], None] | None = None) -> Runner:
+    """A runner as ``run`` makes one: the same concurrency, retries and throttling."""
+    cfg = options.config
+    return Runner(gateway, concurrency=options.concurrency or cfg.run.concurrency,
+                  policy=RetryPolicy(max_attempts=cfg.run.max_attempts),
+                  on_result=on_result or (lambda result: None), organizer_ids=ids,
+                  organizer_problems=problems, client_id=cfg.auth.client_id or None, stop=stop)
+
+
 def _where(meeting: JournalledMeeting, requests: dict[tuple[str, str], MeetingRequest]) -> int | None:
     req = requests.get((meeting.organizer, meeting.external_id))
     return req.row if req else meeting.row
 
 
-def _check(options, gateway: GraphGateway, book: journals.Journal,
+def _check(options: RunOptions, gateway: GraphGateway, book: journals.Journal,
            meetings: list[JournalledMeeting], requests: dict[tuple[str, str], MeetingRequest],
            report: VerifyReport, stop: threading.Event) -> list[JournalledMeeting]:
     """GET each meeting; returns those Graph says are gone (404)."""
@@ -111,9 +126,7 @@ def _check(options, gateway: GraphGateway, book: journals.Journal,
 
     cfg = options.config
     ids, problems = pipeline._resolve(gateway, (m.organizer for m in meetings), book, cfg, stop)
-    runner = Runner(gateway, concurrency=options.concurrency or cfg.run.concurrency,
-                    policy=RetryPolicy(max_attempts=cfg.run.max_attempts), organizer_ids=ids,
-                    organizer_problems=problems, client_id=cfg.auth.client_id or None, stop=stop)
+    runner = _runner(options, gateway, ids, problems, stop)
     gone: list[JournalledMeeting] = []
     lock = threading.Lock()
 
@@ -147,7 +160,7 @@ def _check(options, gateway: GraphGateway, book: journals.Journal,
     return gone
 
 
-def _recreate(options, gateway: GraphGateway, book: journals.Journal,
+def _recreate(options: RunOptions, gateway: GraphGateway, book: journals.Journal,
               gone: list[JournalledMeeting], requests: dict[tuple[str, str], MeetingRequest],
               report: VerifyReport, stop: threading.Event) -> None:
     """createOrGet each missing meeting from its current sheet row; record what comes back."""
@@ -171,10 +184,7 @@ def _recreate(options, gateway: GraphGateway, book: journals.Journal,
         if result.ok:
             report.recreated += 1
 
-    runner = Runner(gateway, concurrency=options.concurrency or cfg.run.concurrency,
-                    policy=RetryPolicy(max_attempts=cfg.run.max_attempts), on_result=on_result,
-                    organizer_ids=ids, organizer_problems=problems,
-                    client_id=cfg.auth.client_id or None, stop=stop)
+    runner = _runner(options, gateway, ids, problems, stop, on_result=on_result)
     runner.run(todo)
     report.not_reached = len(runner.unfinished)
     log.info("re-created %d of %d missing meeting(s)", report.recreated, len(gone))

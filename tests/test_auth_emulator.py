@@ -108,6 +108,23 @@ def create_meeting(emu, token: str, path: str = f"/v1.0/users/{ADA[1]}") -> requ
         headers={"Authorization": f"Bearer {token}"}, verify=str(emu.ca_path), timeout=10)
 
 
+def tokens_at_once(provider, workers: int) -> list[str]:
+    """``provider.token()`` from ``workers`` threads released together, as the runner's pool does."""
+    barrier = threading.Barrier(workers)
+    got: list[str] = []
+
+    def worker() -> None:
+        barrier.wait()
+        got.append(provider.token())
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got
+
+
 def auth_error(call) -> AuthError:
     with pytest.raises(AuthError) as exc:
         call()
@@ -149,18 +166,7 @@ def test_sixteen_threads_on_a_cold_start_send_one_token_request(emu, tmp_path, m
     monkeypatch.setenv("BULKMEET_CLIENT_SECRET", SECRET)
     provider = auth.build_token_provider(config(emu, tmp_path))
     before = token_requests(emu)
-    barrier = threading.Barrier(16)
-    got: list[str] = []
-
-    def worker():
-        barrier.wait()
-        got.append(provider.token())
-
-    threads = [threading.Thread(target=worker) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = tokens_at_once(provider, 16)
     assert len(got) == 16 and len(set(got)) == 1
     assert token_requests(emu) - before == 1
 
@@ -193,18 +199,7 @@ def test_short_lived_tokens_are_refreshed_ahead_by_one_worker_while_the_others_k
     for _step in range(6):
         now[0] += 1.5
         emu.advance_clock(1.5)
-        barrier = threading.Barrier(8)
-        got: list[str] = []
-
-        def worker(barrier=barrier, got=got):
-            barrier.wait()
-            got.append(provider.token())
-
-        threads = [threading.Thread(target=worker) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        got = tokens_at_once(provider, 8)
         assert len(got) == 8
         for token in set(got):  # the old token while one worker fetched the new one: still good
             assert create_meeting(emu, token).status_code == 201

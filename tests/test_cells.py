@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulkmeet.cells import is_phone_number, neutralise, printable, unneutralise
+from bulkmeet.cells import column_letter, is_phone_number, neutralise, printable, unneutralise
 from bulkmeet.models import Sheet, SheetRow
 from bulkmeet.report import RunSummary, write_output
 from bulkmeet.sheets import read_sheet
@@ -69,28 +69,34 @@ _CELL = st.text(alphabet=st.sampled_from("'=+-@ 0123456789.abc()|"), min_size=1,
     .map(str.strip).filter(bool)
 
 
+def _reads_back(folder: Path, cells: list[str], ext: str) -> None:
+    """Cells written to an output sheet of type ``ext`` read back as the input that had them."""
+    columns = tuple(f"C{i}" for i in range(len(cells)))
+    rows = (SheetRow(2, dict(zip(columns, cells, strict=True))),)
+    sheet = Sheet(folder / f"s.{ext}", None, columns, rows)
+    write_output(folder / f"o.{ext}", sheet, {}, RunSummary("s", "o", "", "", 1, 0, 0, 0, 0, 0))
+    again = read_sheet(folder / f"o.{ext}")
+    assert dict(again.rows[0].values) == dict(rows[0].values)
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(_CELL, min_size=1, max_size=6))
 def test_an_output_csv_reads_back_as_its_input(tmp_path_factory, cells: list[str]) -> None:
-    folder = tmp_path_factory.mktemp("rt")
-    columns = tuple(f"C{i}" for i in range(len(cells)))
-    rows = (SheetRow(2, dict(zip(columns, cells, strict=True))),)
-    sheet = Sheet(folder / "s.csv", None, columns, rows)
-    write_output(folder / "o.csv", sheet, {}, RunSummary("s", "o", "", "", 1, 0, 0, 0, 0, 0))
-    again = read_sheet(folder / "o.csv")
-    assert dict(again.rows[0].values) == dict(rows[0].values)
+    _reads_back(tmp_path_factory.mktemp("rt"), cells, "csv")
 
 
 @settings(max_examples=8, deadline=None)
 @given(st.lists(_CELL, min_size=1, max_size=4))
 def test_an_output_xlsx_reads_back_as_its_input(tmp_path_factory, cells: list[str]) -> None:
-    folder = tmp_path_factory.mktemp("rtx")
-    columns = tuple(f"C{i}" for i in range(len(cells)))
-    rows = (SheetRow(2, dict(zip(columns, cells, strict=True))),)
-    sheet = Sheet(folder / "s.xlsx", None, columns, rows)
-    write_output(folder / "o.xlsx", sheet, {}, RunSummary("s", "o", "", "", 1, 0, 0, 0, 0, 0))
-    again = read_sheet(folder / "o.xlsx")
-    assert dict(again.rows[0].values) == dict(rows[0].values)
+    _reads_back(tmp_path_factory.mktemp("rtx"), cells, "xlsx")
+
+
+def test_column_letter_names_columns_as_excel_and_openpyxl_do() -> None:
+    from openpyxl.utils import get_column_letter
+
+    assert [column_letter(i) for i in (0, 25, 26, 51, 701, 702)] == [
+        "A", "Z", "AA", "AZ", "ZZ", "AAA"]
+    assert all(column_letter(i) == get_column_letter(i + 1) for i in range(0, 18278, 7))  # to ZZZ
 
 
 def test_printable_escapes_terminal_control_sequences() -> None:

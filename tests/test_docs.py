@@ -43,3 +43,15 @@ def test_every_command_is_documented_in_the_readme() -> None:
         if command.hidden:
             continue
         assert f"bulkmeet {name}" in commands, f"`bulkmeet {name}` is not in the README's Commands"
+
+
+def test_contributing_module_map_names_every_module() -> None:
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    start = text.index("## Module map")
+    end = text.index("## ", start + 5)
+    module_map = text[start:end]
+    package = ROOT / "bulkmeet"
+    missing = [str(path.relative_to(package)) for path in sorted(package.rglob("*.py"))
+               if not path.name.startswith("__") and f" {path.name} " not in module_map
+               and f" {path.name}\n" not in module_map]
+    assert missing == [], f"CONTRIBUTING.md's module map leaves out {missing}"

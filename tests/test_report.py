@@ -478,6 +478,8 @@ def test_local_times_subject_and_options_link_in_xlsx(tmp_path: Path) -> None:
     options = ws.cell(2, col["meetingOptionsWebUrl"])
     assert options.hyperlink.target == "https://teams.example/meetingOptions/?n=2"
     assert ws.cell(2, col["tollFreeNumber"]).value == "+1 800-555-0199"
+    summary_rows = dict(openpyxl.load_workbook(out)["Summary"].iter_rows(values_only=True))
+    assert summary_rows["Local times (startLocal, endLocal)"] == "America/Chicago"
 
 
 def test_rows_that_share_a_meeting_carry_its_link(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from datetime import date, datetime, time
 from pathlib import Path
 
@@ -68,19 +69,27 @@ def test_title_rows_above_the_header_keep_the_numbering(tmp_path):
     assert [r.number for r in sheet.rows] == [4]
 
 
-def test_a_wrong_dimension_tag_does_not_cut_rows_off(tmp_path):
-    path = xlsx(tmp_path / "s.xlsx", [["A", "B"]] + [[str(i), "x"] for i in range(10)])
-    raw = path.read_bytes()
-    src = zipfile.ZipFile(io.BytesIO(raw))
+def _edit_first_sheet(path: Path, edit: Callable[[bytes], bytes]) -> None:
+    """Rewrite the first worksheet's XML inside the .xlsx, as other programs save it."""
+    src = zipfile.ZipFile(io.BytesIO(path.read_bytes()))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as dst:
         for info in src.infolist():
             data = src.read(info.filename)
             if info.filename == "xl/worksheets/sheet1.xml":
-                assert b'<dimension ref="A1:B11" />' in data
-                data = data.replace(b'<dimension ref="A1:B11" />', b'<dimension ref="A1" />')
+                data = edit(data)
             dst.writestr(info, data)
     path.write_bytes(out.getvalue())
+
+
+def test_a_wrong_dimension_tag_does_not_cut_rows_off(tmp_path):
+    path = xlsx(tmp_path / "s.xlsx", [["A", "B"]] + [[str(i), "x"] for i in range(10)])
+
+    def wrong_dimension(data: bytes) -> bytes:
+        assert b'<dimension ref="A1:B11" />' in data
+        return data.replace(b'<dimension ref="A1:B11" />', b'<dimension ref="A1" />')
+
+    _edit_first_sheet(path, wrong_dimension)
     sheet = read_sheet(path)
     assert len(sheet.rows) == 10 and sheet.rows[-1].values == {"A": "9", "B": "x"}
 
@@ -323,18 +332,12 @@ def test_a_fifo_is_refused_without_opening_it(tmp_path):
 def test_a_formula_whose_saved_result_is_empty_is_an_empty_cell_not_a_problem(tmp_path):
     # What Excel saves for =IF(A2="","",A2): the formula and an empty cached string value.
     path = xlsx(tmp_path / "e.xlsx", [["CRN", "Section", "Title"], ["1", "x", "T"]])
-    raw = path.read_bytes()
-    src = zipfile.ZipFile(io.BytesIO(raw))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info.filename)
-            if info.filename == "xl/worksheets/sheet1.xml":
-                start = data.index(b'<c r="B2"')
-                end = data.index(b"</c>", start) + 4
-                data = data[:start] + b'<c r="B2" t="str"><f>IF(A2="","",A2)</f><v></v></c>' \
-                    + data[end:]
-            dst.writestr(info, data)
-    path.write_bytes(out.getvalue())
+
+    def empty_formula_result(data: bytes) -> bytes:
+        start = data.index(b'<c r="B2"')
+        end = data.index(b"</c>", start) + 4
+        return data[:start] + b'<c r="B2" t="str"><f>IF(A2="","",A2)</f><v></v></c>' + data[end:]
+
+    _edit_first_sheet(path, empty_formula_result)
     (row,) = read_sheet(path).rows
     assert row.values["Section"] is None and row.problems == ()

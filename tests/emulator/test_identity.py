@@ -24,6 +24,7 @@ from tests.emulator.helpers import (
     READER_APP,
     TENANT,
     UPN,
+    CertPair,
     gid,
     identity_error,
 )
@@ -125,13 +126,18 @@ def test_msal_client_secret(emu):
     assert result["error"] == "invalid_client" and 7000215 in result["error_codes"]
 
 
+def _credential(cert: CertPair, form: str) -> dict[str, str]:
+    """msal's two certificate forms: by SHA-1 thumbprint (RS256) or with the certificate (PS256)."""
+    if form == "thumbprint-rs256":
+        return {"private_key": cert.key_pem, "thumbprint": cert.sha1_hex}
+    return {"private_key": cert.key_pem, "public_certificate": cert.cert_pem}
+
+
 @pytest.mark.parametrize("form", ["thumbprint-rs256", "public-certificate-ps256"])
 def test_msal_certificate_assertion(emu, api, certs, form):
     cert = certs["registered"]
-    credential = ({"private_key": cert.key_pem, "thumbprint": cert.sha1_hex}
-                  if form == "thumbprint-rs256"
-                  else {"private_key": cert.key_pem, "public_certificate": cert.cert_pem})
-    cca = msal.ConfidentialClientApplication(CERT_APP, client_credential=credential, **msal_kwargs(emu))
+    cca = msal.ConfidentialClientApplication(CERT_APP, client_credential=_credential(cert, form),
+                                             **msal_kwargs(emu))
     result = cca.acquire_token_for_client([GRAPH_SCOPE])
     assert "access_token" in result, result.get("error_description")
     claims = verified_claims(api, result["access_token"])
@@ -142,10 +148,8 @@ def test_msal_certificate_assertion(emu, api, certs, form):
 @pytest.mark.parametrize("form", ["thumbprint-rs256", "public-certificate-ps256"])
 def test_assertion_signed_by_an_unregistered_certificate_is_700027(emu, certs, form):
     stranger = certs["stranger"]
-    credential = ({"private_key": stranger.key_pem, "thumbprint": stranger.sha1_hex}
-                  if form == "thumbprint-rs256"
-                  else {"private_key": stranger.key_pem, "public_certificate": stranger.cert_pem})
-    cca = msal.ConfidentialClientApplication(CERT_APP, client_credential=credential, **msal_kwargs(emu))
+    cca = msal.ConfidentialClientApplication(CERT_APP, client_credential=_credential(stranger, form),
+                                             **msal_kwargs(emu))
     result = cca.acquire_token_for_client([GRAPH_SCOPE])
     assert result["error"] == "invalid_client" and 700027 in result["error_codes"]
 
