@@ -191,6 +191,8 @@ class StaffDirectory:
             cols = ", ".join(map(str, frame.columns))
             close = difflib.get_close_matches(missing[0], list(map(str, frame.columns)), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
+            if missing[0] == s.name_column and not close:
+                hint = _two_column_hint(list(map(str, frame.columns))) or hint
             raise InputError(f"{self.path}: the staff directory has no column '{missing[0]}' "
                              f"(named in [staff] of the config).{hint} Its columns: {cols}.")
 
@@ -288,3 +290,17 @@ class StaffDirectory:
 
 class StaffError(Exception):
     """One instructor entry the directory cannot resolve; ``str()`` is the message."""
+
+
+_LAST = re.compile(r"(last|sur|family)\s*_?name|surname|^last$", re.I)
+_FIRST = re.compile(r"(first|given|preferred|fore)\s*_?name|^first$", re.I)
+
+
+def _two_column_hint(columns: list[str]) -> str:
+    """For a staff list with the names in two columns (HR exports often have them)."""
+    last = next((c for c in columns if _LAST.search(c)), None)
+    first = next((c for c in columns if _FIRST.search(c)), None)
+    if not last or not first:
+        return ""
+    return (f" This list has the names in two columns: instead of name_column, write "
+            f"last_name_column = \"{last}\" and first_name_column = \"{first}\".")
