@@ -44,6 +44,7 @@ from bulkmeet.models import (
     MeetingState,
     OutcomeKey,
     RowOutcome,
+    SkippedRow,
 )
 from bulkmeet.runner import Completed, Operation, Runner
 from bulkmeet.sync import JournalledMeeting, RemovedMeeting, SyncPlan, Update
@@ -84,6 +85,7 @@ def select(plan: SyncPlan, journal: Journal, outcomes: Outcomes, *, retry_failed
     before the update phase says what was left undone. ``--retry-failed`` sends only rows whose
     last createOrGet failed.
     """
+    remember_sections(plan, journal)
     latest = journal.latest()
     book = plan.journalled
     for req in plan.unchanged:
@@ -356,16 +358,16 @@ def limits_for(cfg: Config, *, cancel_removed: bool = False, max_cancel: int | N
 
 def plan_sync(requests: Sequence[MeetingRequest], invalid: Sequence[InvalidRow], rows: int,
               journal: Journal | None, cfg: Config, limits: sync.SyncLimits, *,
-              full: bool = False) -> SyncPlan:
+              full: bool = False, skipped: Sequence[SkippedRow] = ()) -> SyncPlan:
     """The sync plan against the journal (None: no journal yet, everything is new)."""
     book = journal.meetings() if journal is not None else {}
     return sync.build_plan(requests, invalid, rows, book, ZoneInfo(cfg.mapping.time_zone),
-                           limits, full=full)
+                           limits, full=full, skipped=skipped)
 
 
 def remember_sections(plan: SyncPlan, journal: Journal) -> None:
-    """Give meetings journalled before section keys were kept their row's key (in a real run;
-    new meetings get it with their createOrGet result)."""
+    """Give meetings journalled before section keys were kept their row's key (a real run only,
+    from ``select``; new meetings get it with their createOrGet result)."""
     wanted = [*plan.unchanged, *(u.request for u in plan.updates)]
     journal.remember_sections(
         (r.organizer, r.external_id, r.section) for r in wanted if r.section
@@ -379,7 +381,6 @@ def run_phases(plan: SyncPlan, sent: Sequence[MeetingRequest], journal: Journal,
     """After createOrGet: the PATCHes, then the DELETEs (each phase skipped once stopped)."""
     requests = throttled = 0
     tz = ZoneInfo(cfg.mapping.time_zone)
-    remember_sections(plan, journal)
     if retry_failed:
         plan = replace(plan, updates=retry_updates(plan, journal.latest()))
     updates, book = updates_after_create(plan, sent, journal, outcomes, tz)

@@ -315,8 +315,9 @@ def verify(schedule: str, config_path: str | None, sheet: str | None, journal: s
         click.echo(printable(f"{sched}: {where}{message}"))
     click.echo(result.line())
     if result.missing and not repair:
-        click.echo(f"Run `bulkmeet verify {schedule} --repair` to make the missing meetings again "
-                   "(they get new join links), then `bulkmeet run` to rewrite the output sheet.")
+        click.echo(f"The next `bulkmeet run` makes the missing meetings again (they get new join "
+                   f"links); or run `bulkmeet verify {schedule} --repair` to make them now, then "
+                   "`bulkmeet run` to rewrite the output sheet.")
     elif result.recreated:
         click.echo("Run `bulkmeet run` again to write the new join links into the output sheet.")
     return result.exit_status

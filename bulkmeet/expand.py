@@ -233,7 +233,9 @@ def plan_patterns(sheet: Sheet, config: Config, resolved: dict[str, str], now: d
     for row in sheet.rows:
         rule = planner.skip.match(row.values)
         if rule is not None:
-            skipped.append(SkippedRow(row.number, rule.describe()))
+            keys = [row.values.get(c) for c in planner.rows.key_cols]
+            section = section_key(keys) if all(v is not None for v in keys) else None
+            skipped.append(SkippedRow(row.number, rule.describe(), section))
             continue
         result = planner.plan_row(row)
         if isinstance(result, InvalidRow):

@@ -38,8 +38,10 @@ from bulkmeet.graph import GraphResponse
 
 log = logging.getLogger(__name__)
 
-RECENT_WINDOW = 20  # answers remembered to tell systemic throttling from a lone 429
-SYSTEMIC_429S = 3  # 429s among them that mean the app is over its budget
+RECENT_WINDOW = 6  # answers remembered to tell systemic throttling from a lone 429
+SYSTEMIC_429S = 3  # 429s among them that mean the app is over its budget: when the budget is
+# spent, Graph answers *every* request with 429 at once, so they come in runs; a few 429s
+# scattered among hundreds of answers (a busy backend) are not the app's budget
 RATE_CUT = 0.9  # pace at this share of the delivered rate after systemic throttling
 RATE_PROBE = 0.02  # then raise the rate by this share per clean second
 RATE_RECOVER = 0.15  # ... or by this share while far below the rate Graph last throttled at
@@ -75,6 +77,7 @@ class Gate:
         self._recent: deque[bool] = deque(maxlen=RECENT_WINDOW)  # was each recent answer a 429?
         self._delivered: deque[float] = deque()  # times of recent 2xx answers
         self._first_answer: float | None = None
+        self._measure_from = -math.inf  # delivery is measured from here (the end of the last pause)
         self._rate_max: float | None = None  # the delivered rate when Graph last throttled us
         self._fast_latency: float | None = None  # EWMA over ~10 answers
         self._slow_latency: float | None = None  # EWMA over ~20 answers, its minimum is the base
@@ -157,12 +160,16 @@ class Gate:
         self._learn_headers(response, throttled, now)
         if throttled and self._systemic(response):
             self._throttled(response, now)
-        elif response.status is not None and 200 <= response.status < 300:
+        elif not throttled and response.status is not None:
+            # Every answer but a 429 was let through and counted against the budget, failures
+            # included: that is the rate Graph accepted.
             if self._first_answer is None:
                 self._first_answer = now
             self._delivered.append(now)
             while self._delivered and self._delivered[0] < now - DELIVERY_WINDOW_S:
                 self._delivered.popleft()
+            if not 200 <= response.status < 300:
+                return  # a failure says nothing about latency, and is no reason to grow
             if sent_at is not None and self._latency(now - sent_at, now):
                 return
             self._grow(now)
@@ -197,8 +204,12 @@ class Gate:
         current = self.rate if self.rate else math.inf
         base = min(current, delivered) if delivered > 0 else (self.rate or 1.0)
         self._rate_max = base
-        self.rate = max(0.5, RATE_CUT * base)
+        # Never more than halve the pace in one episode: a few unlucky 429s among slow answers
+        # (faults, stalls) must not drive it to nothing.
+        floor = 0.5 * self.rate if self.rate else 0.5
+        self.rate = max(0.5, floor, RATE_CUT * base)
         self._last_probe = now + wait
+        self._measure_from = self.paused_until  # the pause itself delivers nothing: not a rate
         log.info("Graph is throttling: pausing %.0f s, pacing at %.1f requests/s", wait, self.rate)
 
     def _grow(self, now: float) -> None:
@@ -251,7 +262,10 @@ class Gate:
             self._delivered.popleft()
         if not self._delivered or self._first_answer is None:
             return 0.0
-        span = min(DELIVERY_WINDOW_S, max(now - self._first_answer, 0.25))
+        start = max(self._first_answer, self._measure_from)
+        span = min(DELIVERY_WINDOW_S, max(now - start, 0.25))
+        if start > now - DELIVERY_WINDOW_S:
+            return sum(1 for t in self._delivered if t >= start) / span
         return len(self._delivered) / span
 
     def _systemic(self, response: GraphResponse) -> bool:

@@ -39,9 +39,9 @@ import os
 import socket
 import sqlite3
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
 from bulkmeet import journal_sql as sql
@@ -450,6 +450,15 @@ class Journal:
               meeting.meeting_id)),
             self._operation(meeting, "gone", "confirmed", detail, 404),
         ])
+
+    def gone(self) -> set[tuple[str, str]]:
+        """(organizer, externalId) of meetings ``forget`` marked as gone from Teams and nothing
+        made again since (``bulkmeet verify`` keeps listing them until a run re-creates them)."""
+        rows = self._read(
+            "SELECT m.organizer, m.external_id FROM meetings m WHERE m.status = ? AND "
+            "(SELECT o.kind FROM operations o WHERE o.organizer = m.organizer AND "
+            "o.external_id = m.external_id ORDER BY o.id DESC LIMIT 1) = 'gone'", (CANCELLED,))
+        return {(org, ext) for org, ext in rows}
 
     def delete_abandoned(self, meeting: JournalledMeeting, detail: str) -> None:
         """Graph refused the DELETE for good (403...): the meeting is active again, an orphan."""

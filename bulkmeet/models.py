@@ -152,6 +152,7 @@ class SkippedRow:
 
     row: int
     rule: str
+    section: str | None = None  # plan.section_key (weekly patterns): names its old meetings
 
 
 @dataclass(frozen=True)

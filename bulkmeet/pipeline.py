@@ -334,7 +334,8 @@ def _run_import(
         limits = apply.limits_for(cfg, cancel_removed=options.cancel_removed,
                                   max_cancel=options.max_cancel)
         sync_plan = apply.plan_sync(the_plan.requests, the_plan.invalid, len(sheet.rows),
-                                    journal, cfg, limits, full=options.mode == FULL)
+                                    journal, cfg, limits, full=options.mode == FULL,
+                                    skipped=the_plan.skipped)
         to_send = apply.select(sync_plan, journal, outcomes,
                                retry_failed=options.mode == RETRY_FAILED)
         if len(to_send) < len(the_plan.requests):

@@ -148,7 +148,7 @@ def preview(schedule: Path, cfg: Config, *, sheet_name: str | None = None,
             book = journal.meetings()
             failed = {key for key, r in journal.latest().items() if not r.ok}
             sync_plan = apply.plan_sync(the_plan.requests, the_plan.invalid, len(sheet.rows),
-                                        journal, cfg, limits)
+                                        journal, cfg, limits, skipped=the_plan.skipped)
     else:  # never run: everything is new, and no journal file is made just to look
         book, failed = {}, set()
         sync_plan = apply.plan_sync(the_plan.requests, the_plan.invalid, len(sheet.rows), None,

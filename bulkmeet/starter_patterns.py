@@ -48,7 +48,8 @@ _INSTRUCTOR = [r"(primary )?(instructors?|teachers?|faculty|professors?|lecturer
 _DEPT = [r"(subject|subj|subject code|dept|department( code)?|prefix|course prefix|discipline)"]
 _NUMBER = [r"(course( number| no| num| nbr)?|crse( numb| no)?|catalog( number| nbr| no)?|cat nbr|number|nbr)"]
 _STATUS = [r"((section|class|course|enrollment|enrl) )?stat(us)?"]
-_TYPE = [r"(schedule type|sched type|type|instruction(al)? (mode|method)|method|mode|delivery|format"
+_TYPE = [r"((schedule|sched|schd) (type|code)( code| desc(ription)?)?|schd|type"
+         r"|instruction(al)? (mode|method)|method|mode|delivery|format"
          r"|component|class type|section type)"]
 _NOT_LIVE = re.compile(r"online|web|internet|independent|ind(ep)?\b|async|distance|study|ind std", re.I)
 

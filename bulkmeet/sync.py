@@ -28,6 +28,7 @@ from bulkmeet.models import (
     InvalidRow,
     MeetingRequest,
     MeetingState,
+    SkippedRow,
     graph_instant,
     utc_iso,
 )
@@ -265,42 +266,61 @@ def plan_update(request: MeetingRequest, meeting: JournalledMeeting, tz: ZoneInf
 
 
 def find_orphans(requests: Iterable[MeetingRequest], invalid: Iterable[InvalidRow],
-                 journalled: Mapping[tuple[str, str], JournalledMeeting]
-                 ) -> list[RemovedMeeting]:
+                 journalled: Mapping[tuple[str, str], JournalledMeeting],
+                 skipped: Iterable[SkippedRow] = ()) -> list[RemovedMeeting]:
     """Active journalled meetings no valid row asks for.
 
-    An invalid row that still names its externalId keeps its meeting (the row is there, only
-    broken), and so does one whose key columns can be read: it keeps every meeting journalled
-    with its section key, whatever the organizer (an instructor gone from the staff list makes
-    the organizer unknown, and with it every session's externalId); a valid row with the same externalId under another organizer means the organizer
-    changed, which the reason says.
+    An invalid row keeps its meetings while it can still say which they are (the row is there,
+    only broken): by its externalId, or by its key columns (``section``), which name every
+    meeting journalled with that key whatever the organizer, since an instructor gone from the
+    staff list makes the organizer unknown and with it every session's externalId. The reason
+    says when a valid row with the same externalId under another organizer means the organizer
+    changed, and when a skip rule now matches the row (a cancelled section is still in the
+    export: "no longer in the sheet" would send people looking for it).
     """
     requests = list(requests)
     wanted = {(r.organizer, r.external_id) for r in requests}
-    moved = {r.external_id: r.organizer for r in requests}
-    # With keys = [...], the externalId includes the organizer, so a new organizer also means a
-    # new externalId: the same subject at the same time under someone else is the tell.
-    slots: dict[tuple[str, str], set[str]] = {}
-    for r in requests:
-        if r.start:
-            slots.setdefault((r.subject, utc_iso(r.start)), set()).add(r.organizer)
     invalid = list(invalid)
     kept = {bad.external_id for bad in invalid if bad.external_id}
     kept_sections = {bad.section for bad in invalid if bad.section}
+    why = _OrphanReasons(requests, skipped)
     out = []
     for key, m in journalled.items():
         if m.status != ACTIVE or key in wanted or m.external_id in kept:
             continue
         if m.section is not None and m.section in kept_sections:
             continue
-        new_org = moved.get(m.external_id)
-        others = slots.get((m.state.subject or "", m.state.start or ""), set())
+        out.append(_removed(m, ORPHANED, why.of(m)))
+    return out
+
+
+class _OrphanReasons:
+    """Why a journalled meeting no row asks for is an orphan, in words for the Removed sheet."""
+
+    def __init__(self, requests: Sequence[MeetingRequest], skipped: Iterable[SkippedRow]) -> None:
+        self.moved = {r.external_id: r.organizer for r in requests}
+        # With keys = [...], the externalId includes the organizer, so a new organizer also
+        # means a new externalId: the same subject at the same time under someone else is the
+        # tell.
+        self.slots: dict[tuple[str, str], set[str]] = {}
+        for r in requests:
+            if r.start:
+                self.slots.setdefault((r.subject, utc_iso(r.start)), set()).add(r.organizer)
+        live = {r.section for r in requests if r.section}  # a valid row of it remains
+        self.skipped = {s.section: s for s in skipped if s.section and s.section not in live}
+
+    def of(self, m: JournalledMeeting) -> str:
+        new_org = self.moved.get(m.external_id)
+        others = self.slots.get((m.state.subject or "", m.state.start or ""), set())
         if new_org is None and len(others) == 1 and m.organizer not in others:
             new_org = next(iter(others))
-        reason = (f"the organizer changed to {new_org}: Graph cannot move a meeting, so the new "
-                  "organizer gets a new one" if new_org else "its row is no longer in the sheet")
-        out.append(_removed(m, ORPHANED, reason))
-    return out
+        if new_org:
+            return (f"the organizer changed to {new_org}: Graph cannot move a meeting, so the "
+                    "new organizer gets a new one")
+        skip = self.skipped.get(m.section) if m.section else None
+        if skip is not None:
+            return f"its row {skip.row} is now skipped ({skip.rule})"
+        return "its row is no longer in the sheet"
 
 
 def _removed(m: JournalledMeeting, status: str, reason: str) -> RemovedMeeting:
@@ -347,7 +367,8 @@ def decide_cancel(orphans: int, *, schedule_meetings: int, rows: int, invalid: i
 
 def build_plan(requests: Sequence[MeetingRequest], invalid: Sequence[InvalidRow], rows: int,
                journalled: Mapping[tuple[str, str], JournalledMeeting], tz: ZoneInfo,
-               limits: SyncLimits, *, full: bool = False) -> SyncPlan:
+               limits: SyncLimits, *, full: bool = False,
+               skipped: Sequence[SkippedRow] = ()) -> SyncPlan:
     """Sort every valid row into create / update / unchanged, and find the orphans.
 
     ``full`` (``--full``) sends every row's createOrGet again, as before sync existed.
@@ -365,7 +386,7 @@ def build_plan(requests: Sequence[MeetingRequest], invalid: Sequence[InvalidRow]
             unchanged.append(req)
         else:
             updates.append(update)
-    orphans = find_orphans(requests, invalid, journalled)
+    orphans = find_orphans(requests, invalid, journalled, skipped)
     wanted = {(r.organizer, r.external_id) for r in requests}
     deleting = [_removed(m, ORPHANED, "a cancel was sent by an earlier run that did not finish")
                 for key, m in journalled.items() if m.status == DELETING and key not in wanted]

@@ -4,9 +4,12 @@ The journal is how a rerun knows a row is done without asking Graph. A tenant ca
 journal remembers: an admin deletes meetings by hand, a mailbox is restored, an organizer leaves.
 A normal run then keeps reporting ``existing`` with a dead join link. ``verify`` GETs every
 meeting the journal holds as active (bounded concurrency, the runner's retries and throttling),
-and reports each one that is gone (404) by its sheet row; with ``--repair`` it makes each missing
-meeting again from the sheet's current row (createOrGet, same externalId) and records the new one
-in the journal, so the next ``bulkmeet run`` writes the new links into the output sheet.
+and reports each one that is gone (404) by its sheet row. Each gone meeting is forgotten in the
+journal at once (``Journal.forget``), so the next ``bulkmeet run`` makes it again by itself (sync
+treats a meeting the journal no longer holds as new), and later verifies keep listing it as
+missing until then. With ``--repair`` verify makes each missing meeting again now, from the
+sheet's current row (createOrGet, same externalId) and records the new one in the journal, so the
+next ``bulkmeet run`` writes the new links into the output sheet.
 
 It sends only GETs unless ``--repair`` is given; meetings cancelled on purpose (``sync``) are not
 checked. Exit status: 0 when every meeting is there (or was re-created), 1 when some are missing
@@ -86,14 +89,20 @@ def verify_schedule(schedule: Path, config: Config, *, journal: Path | None = No
     stop = stop or threading.Event()
     report = VerifyReport()
     with journals.Journal.open(path, lock=True, schedule=str(schedule)) as book:
-        meetings = [m for m in book.meetings().values() if m.status == ACTIVE and m.meeting_id]
-        report.checked = len(meetings)
-        if not meetings:
+        known = book.meetings()
+        meetings = [m for m in known.values() if m.status == ACTIVE and m.meeting_id]
+        earlier = [known[key] for key in sorted(book.gone()) if key in requests]
+        report.checked = len(meetings) + len(earlier)
+        report.missing += [(_where(m, requests), (
+            f"the meeting {m.meeting_id} of {m.organizer} is gone from Teams (404, found by an "
+            "earlier verify); the next bulkmeet run makes it again")) for m in earlier]
+        if not meetings and not (repair and earlier):
             return report
         gateway = gateway_factory(config) if gateway_factory else pipeline._http_gateway(
             config, concurrency)
         try:
-            gone = _check(options, gateway, book, meetings, requests, report, stop)
+            gone = earlier + (_check(options, gateway, book, meetings, requests, report, stop)
+                              if meetings else [])
             if repair and gone and not stop.is_set():
                 _recreate(options, gateway, book, gone, requests, report, stop)
         finally:
@@ -143,9 +152,11 @@ def _check(options: RunOptions, gateway: GraphGateway, book: journals.Journal,
                 report.present += 1
             elif done.response is not None and done.response.status == 404:
                 gone.append(meeting)
+                # forgotten now, so that the next run re-creates it even without --repair
+                book.forget(meeting, "verify: the meeting is gone from Teams (404)")
                 report.missing.append((row, (
                     f"the meeting {meeting.meeting_id} of {meeting.organizer} is gone from Teams "
-                    "(404), although the journal has it")))
+                    "(404), although the journal had it; the next bulkmeet run makes it again")))
             else:
                 why = done.error or (runner.describe(meeting.organizer, done.response,
                                                      done.attempts)
@@ -180,7 +191,7 @@ def _recreate(options: RunOptions, gateway: GraphGateway, book: journals.Journal
 
     def on_result(result: MeetingResult) -> None:
         req = by_key[(result.organizer, result.external_id)]
-        book.record(result, state=result.state, row=req.row)
+        book.record(result, state=result.state, row=req.row, section=req.section)
         if result.ok:
             report.recreated += 1
 

@@ -142,3 +142,19 @@ def test_the_settled_concurrency_is_what_was_in_flight():
     for _ in range(6):
         gate.release(OK, clock.now)
     assert gate.settled() == 4  # the mean of 1..6 in flight, rounded
+
+
+def test_scattered_fault_429s_with_long_retry_after_do_not_drive_the_pace_to_nothing():
+    """Scenario 3's shape: no real limit, but now and then three injected 429s (Retry-After 3 s)
+    land close together. Each episode may cut the pace, never below half, and the pause itself
+    is not taken for a low delivery rate."""
+    clock = Clock()
+    gate = Gate(16, clock, start=16)
+    for episode in range(8):
+        # ~5 s of clean answers at up to 80/s; twice Graph throttles again just after the pause
+        for _ in range(20 if episode in (3, 6) else 400):
+            answer(gate, clock, OK, latency=1 / 80)
+        for _ in range(3):
+            answer(gate, clock, throttled("3"), latency=0.0)
+    assert gate.throttle_events == 8
+    assert gate.rate is not None and gate.rate > 40  # not 3 requests/s

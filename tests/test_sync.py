@@ -152,6 +152,26 @@ def test_orphans_removed_rows_invalid_rows_and_a_new_organizer() -> None:
     assert orphans[0].join_url == "https://join/m2" and orphans[0].subject == "CS101"
 
 
+def test_an_invalid_row_with_a_readable_key_keeps_its_sections_meetings() -> None:
+    """Its organizer is unknown (an instructor gone from the staff list), so its sessions'
+    externalIds are too; the section key still names them, and nothing blocks other cancels."""
+    from dataclasses import replace
+
+    sessions = [replace(req(f"s{n}"), section="sec-1") for n in (1, 2)]
+    gone = replace(req("g1"), section="sec-2")
+    book = {(m.organizer, m.external_id): replace(journalled(m), section=m.section)
+            for m in (*sessions, gone)}
+    broken = InvalidRow(5, "Instructor", '"Lee, Ana" is not in the staff directory', None,
+                        section="sec-1")
+    assert [o.external_id for o in find_orphans([], [broken], book)] == ["g1"]
+    plan = build_plan([], [broken], 20, book, TZ, SyncLimits(cancel_removed=True,
+                                                             max_cancel_percent=50))
+    assert [o.external_id for o in plan.orphans] == ["g1"] and plan.cancel.allowed
+    unreadable = InvalidRow(5, "CRN", "missing", None, None)
+    assert not build_plan([], [unreadable], 20, book, TZ, SyncLimits(
+        cancel_removed=True, max_cancel_percent=100)).cancel.allowed
+
+
 @pytest.mark.parametrize(("orphans", "meetings", "allowed", "refused"), [
     (3, 30, True, False),  # 10%: not more than 10%
     (4, 30, False, True),  # 13%

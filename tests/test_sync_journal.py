@@ -149,3 +149,23 @@ def test_results_keep_the_new_meeting_fields(tmp_path: Path) -> None:
         journal.record(full)
     with Journal.open(tmp_path / "j.sqlite") as journal:
         assert journal.get(ORG, "ext-1") == full
+
+
+def test_the_section_key_is_kept_added_to_older_journals_and_filled_in_later(tmp_path: Path
+                                                                               ) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as journal:
+        journal.record(result(), row=2, section="sec-A")
+        journal.record(result(ext="ext-2", mid="mid-2"), row=3)
+        journal.record(result(EXISTING), row=2)  # a later answer without one keeps it
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE meetings DROP COLUMN section")  # as written before sections existed
+    db.commit()
+    db.close()
+    with Journal.open(path) as journal:
+        assert {k[1]: m.section for k, m in journal.meetings().items()} == {
+            "ext-1": None, "ext-2": None}
+        journal.remember_sections([(ORG, "ext-1", "sec-A"), (ORG, "ext-2", "sec-B")])
+        journal.remember_sections([(ORG, "ext-1", "sec-C")])  # only where none is known
+        assert {k[1]: m.section for k, m in journal.meetings().items()} == {
+            "ext-1": "sec-A", "ext-2": "sec-B"}

@@ -112,3 +112,34 @@ def test_an_interrupted_verify_exits_4_like_run_and_counts_what_it_did_not_reach
     assert present + not_reached == 30 and not_reached > 0
     assert "Traceback" not in err
     assert run_cli("verify", schedule, "--config", config).code == 0  # again: all 30 checked
+
+
+def test_without_repair_the_next_run_makes_a_missing_meeting_again(
+        tmp_path, tenant, emulator, secret_env, run_cli):
+    schedule = helpers.write_csv(tmp_path / "s.csv", helpers.schedule_rows(tenant, 6))
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
+                                  emulator.ca_path)
+    assert run_cli("run", schedule, "--config", config).code == 0
+    out = helpers.read_output(tmp_path / "s.results.xlsx")
+    victim = next(m for m in emulator.meetings() if m["externalId"] == out[2]["externalId"])
+    _delete(config, [victim])
+
+    found = run_cli("verify", schedule, "--config", config)
+    assert found.code == 1, found.out + found.err
+    assert re.search(rf"{re.escape(str(schedule))}: row 4: the meeting {re.escape(victim['id'])} "
+                     r"of \S+ is gone from Teams \(404\), although the journal had it; the next "
+                     r"bulkmeet run makes it again\n", found.out), found.out
+    assert "6 journalled meetings: 5 present, 1 missing" in found.out
+    assert "The next `bulkmeet run` makes the missing meetings again" in found.out
+    # a second verify still lists it (it is still missing), without asking Graph about it again
+    gets = _gets(emulator)
+    still = run_cli("verify", schedule, "--config", config)
+    assert still.code == 1 and "6 journalled meetings: 5 present, 1 missing" in still.out
+    assert "found by an earlier verify" in still.out and _gets(emulator) - gets == 5
+
+    again = run_cli("run", schedule, "--config", config)
+    assert again.code == 0, again.out + again.err
+    assert "6 rows: 1 created, 5 existing, 0 failed, 0 invalid" in again.out
+    new = {m["externalId"]: m for m in emulator.meetings()}
+    assert len(new) == 6 and new[victim["externalId"]]["id"] != victim["id"]
+    assert run_cli("verify", schedule, "--config", config).code == 0
