@@ -27,6 +27,7 @@ from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 
 from bulkmeet.errors import UnsafeURLError
+from bulkmeet.ids import NOT_SHOWN, shown_id
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
 _SPLIT = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^?#]*)(\?[^#]*)?(#.*)?$")
@@ -73,15 +74,15 @@ def endpoint(url: str, what: str) -> Endpoint:
 
     ``what`` names the setting for the message, e.g. "bulkmeet.toml: [graph] base_url". Every
     refusal is an ``UnsafeURLError`` (a config error, exit 2) saying what to change. The URL is
-    echoed with control characters escaped, and never when it holds a user name or password.
+    echoed only as ``shown_url`` shows it: never its query, fragment or user:password.
     """
     target = _target(url, what)
     if target.query or target.fragment:
-        raise UnsafeURLError(f"{what} '{_shown(url)}' must not have a ?query or #fragment: "
-                             "remove it.")
+        raise UnsafeURLError(f"{what} '{shown_url(url)}' must not have a ?query or #fragment "
+                             "(not shown: it may hold a key): remove it.")
     ep = target.endpoint
     if ep.scheme == "http" and not ep.loopback:
-        raise UnsafeURLError(f"{what} '{_shown(url)}' must be an https:// URL (plain http is "
+        raise UnsafeURLError(f"{what} '{shown_url(url)}' must be an https:// URL (plain http is "
                              "allowed only for a loopback address such as 127.0.0.1).")
     return ep
 
@@ -111,19 +112,19 @@ def _target(url: str, what: str) -> _Target:
     raw = url.strip()
     if "\\" in raw:
         raise UnsafeURLError(
-            f"{what} '{_shown(raw)}' contains a backslash: URL parsers disagree about where its "
+            f"{what} '{shown_url(raw)}' contains a backslash: URL parsers disagree about where its "
             "host ends; write the URL with forward slashes only.")
     if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in raw):
-        raise UnsafeURLError(f"{what} '{_shown(raw)}' contains a space or control character: "
+        raise UnsafeURLError(f"{what} '{shown_url(raw)}' contains a space or control character: "
                              "remove it.")
     m = _SPLIT.match(raw)
     if not m:
-        raise UnsafeURLError(f"{what} '{_shown(raw)}' is not a URL: write it as https://HOST "
+        raise UnsafeURLError(f"{what} '{shown_url(raw)}' is not a URL: write it as https://HOST "
                              "(plain http only for a loopback address such as 127.0.0.1).")
     scheme, authority, path, query, fragment = m.groups()
     scheme = scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        raise UnsafeURLError(f"{what} '{_shown(raw)}' must be an https:// URL (plain http is "
+        raise UnsafeURLError(f"{what} '{shown_url(raw)}' must be an https:// URL (plain http is "
                              "allowed only for a loopback address such as 127.0.0.1).")
     if "@" in authority:
         raise UnsafeURLError(f"{what} must not contain a user name or password before the host "
@@ -133,11 +134,11 @@ def _target(url: str, what: str) -> _Target:
     port = DEFAULT_PORTS[scheme]
     if port_text is not None:
         if not port_text or len(port_text) > 5 or not 1 <= int(port_text) <= 65535:
-            raise UnsafeURLError(f"{what} '{_shown(raw)}' has an invalid port: use a number from "
+            raise UnsafeURLError(f"{what} '{shown_url(raw)}' has an invalid port: use a number from "
                                  "1 to 65535, or leave the port out.")
         port = int(port_text)
     if not _PATH.match(path):
-        raise UnsafeURLError(f"{what} '{_shown(raw)}' has characters in its path that must be "
+        raise UnsafeURLError(f"{what} '{shown_url(raw)}' has characters in its path that must be "
                              "percent-encoded: check the URL.")
     path = path.rstrip("/")
     netloc = _bracketed(host) + (f":{port}" if port_text is not None else "")
@@ -151,21 +152,21 @@ def _split_authority(authority: str, raw: str, what: str) -> tuple[str, str | No
     if "%" in authority:
         zone = authority.startswith("[") and "%" in authority.split("]", 1)[0]
         raise UnsafeURLError(
-            f"{what} '{_shown(raw)}' names an IPv6 zone (%...): zones are not supported; use "
+            f"{what} '{shown_url(raw)}' names an IPv6 zone (%...): zones are not supported; use "
             "[::1] or a global address." if zone else
-            f"{what} '{_shown(raw)}' has a percent-encoded host: write the host name plainly "
+            f"{what} '{shown_url(raw)}' has a percent-encoded host: write the host name plainly "
             "(e.g. 127.0.0.1).")
     m = _IPV6_AUTHORITY.match(authority) if authority.startswith("[") else \
         _NAME_AUTHORITY.match(authority)
     if not m:
-        raise UnsafeURLError(f"{what} '{_shown(raw)}' has an unreadable host and port: write it "
+        raise UnsafeURLError(f"{what} '{shown_url(raw)}' has an unreadable host and port: write it "
                              "as https://HOST or https://HOST:PORT.")
     host, port_text = m.group(1), m.group(2)
     if authority.startswith("["):
         try:
             host = str(ipaddress.IPv6Address(host))
         except ValueError:
-            raise UnsafeURLError(f"{what} '{_shown(raw)}': [{_shown(host)}] is not a valid "
+            raise UnsafeURLError(f"{what} '{shown_url(raw)}': [{_escaped(host)}] is not a valid "
                                  "IPv6 address.") from None
         return "[" + host + "]", port_text
     return host, port_text
@@ -174,7 +175,7 @@ def _split_authority(authority: str, raw: str, what: str) -> tuple[str, str | No
 def _check_host(host: str, raw: str, what: str) -> str:
     """A DNS name, a dotted-quad IPv4 address or a bracketed IPv6 address; lower-case."""
     if not host:
-        raise UnsafeURLError(f"{what} '{_shown(raw)}' has no host: write it as https://HOST.")
+        raise UnsafeURLError(f"{what} '{shown_url(raw)}' has no host: write it as https://HOST.")
     if host.startswith("["):
         return host[1:-1]
     if not host.isascii():
@@ -182,21 +183,21 @@ def _check_host(host: str, raw: str, what: str) -> str:
             hint = f" ({host.encode('idna').decode('ascii')})"
         except UnicodeError:
             hint = ""
-        raise UnsafeURLError(f"{what} '{_shown(raw)}': the host has non-ASCII characters: "
+        raise UnsafeURLError(f"{what} '{shown_url(raw)}': the host has non-ASCII characters: "
                              f"write it in its xn-- form{hint}.")
     name = host.lower()
     if name.endswith("."):
-        raise UnsafeURLError(f"{what} '{_shown(raw)}': the host '{name}' ends with a dot: "
+        raise UnsafeURLError(f"{what} '{shown_url(raw)}': the host '{name}' ends with a dot: "
                              "remove it.")
     labels = name.split(".")
     if _NUMERIC_LABEL.match(labels[-1]):
         try:
             return str(ipaddress.IPv4Address(name))
         except ValueError:
-            raise UnsafeURLError(f"{what} '{_shown(raw)}': the host '{name}' is not a valid IP "
+            raise UnsafeURLError(f"{what} '{shown_url(raw)}': the host '{name}' is not a valid IP "
                                  "address: write four numbers from 0 to 255, e.g. 127.0.0.1.") from None
     if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
-        raise UnsafeURLError(f"{what} '{_shown(raw)}': the host '{name}' is not a valid host "
+        raise UnsafeURLError(f"{what} '{shown_url(raw)}': the host '{name}' is not a valid host "
                              "name (letters, digits, '-' and '.' only).")
     return name
 
@@ -211,7 +212,7 @@ def _same_for_urllib3(url: str, ep: Endpoint, what: str) -> None:
     if parsed is not None and host and _canonical_host(host) == ep.host and \
             (parsed.port or DEFAULT_PORTS[ep.scheme]) == ep.port and not parsed.auth:
         return
-    raise UnsafeURLError(f"{what} '{_shown(url)}' is ambiguous (URL parsers disagree on its host): "
+    raise UnsafeURLError(f"{what} '{shown_url(url)}' is ambiguous (URL parsers disagree on its host): "
                          "write it as https://HOST:PORT/PATH.")
 
 
@@ -226,8 +227,31 @@ def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _shown(text: str) -> str:
-    """The value as typed, with control characters escaped so a terminal shows them harmlessly."""
+def shown_url(url: str) -> str:
+    """The one way a URL is shown in a message: scheme://host[:port]/path as typed, no secrets.
+
+    A query or fragment often IS a credential (?sig= of a SAS, ?code= of a function key), so
+    it is cut and marked "?..." / "#..."; a user name or password before the host becomes
+    "...@" unless it is made of host characters only (``http://127.0.0.5\\@127.0.0.1``, the
+    parser trick a message must show). Control characters are escaped so a terminal shows them
+    harmlessly.
+    """
+    text = url.strip()
+    cut = min((i for i in (text.find("?"), text.find("#")) if i >= 0), default=len(text))
+    head, tail = text[:cut], (text[cut] + "..." if cut < len(text) else "")
+    scheme, sep, rest = head.partition("://")
+    if sep:
+        authority, slash, path = rest.partition("/")
+        if "@" in authority:
+            user, _, host = authority.rpartition("@")
+            if shown_id(user.rstrip("\\")) == NOT_SHOWN:
+                authority = "...@" + host
+        head = scheme + sep + authority + slash + path
+    return _escaped(head + tail)
+
+
+def _escaped(text: str) -> str:
+    """``text`` with control characters escaped so a terminal shows them harmlessly."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
                    for ch in text)
 

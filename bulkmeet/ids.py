@@ -84,22 +84,55 @@ def client_id_problem(client_id: str) -> str | None:
             "page (not the secret, not the object ID)")
 
 
-def shown_id(value: str, limit: int = 38) -> str:
-    """An id as typed, for a message; a pasted secret is not echoed (secrets never reach logs).
+# What a person copies as an id is made of these: GUID digits and braces, domain letters, '.', '-'.
+_ID_CHARS = re.compile(r"^[0-9A-Za-z.{}-]+$")
+_GUID_CHARS = re.compile(r"^[0-9A-Fa-f{}-]+$")
+NOT_SHOWN = "(the value given is not shown: it may be a secret)"
 
-    Entra client secrets are 40 characters with a '~' in them; a braced GUID is 38, a domain up
-    to 253 (pass that as ``limit`` for a tenant).
+
+def shown_id(value: str, limit: int = 38) -> str:
+    """An id as typed, quoted for a message, or ``NOT_SHOWN`` when it might be a pasted secret.
+
+    Secrets never reach a message, and a message is not the place to guess which string is one,
+    so the rule is which values ARE echoed: those made only of the characters of a GUID or a
+    domain (letters, digits, '.', '-', and the braces of {GUID}), at most ``limit`` characters
+    (38, a braced GUID; pass 253, a domain, for a tenant), and not a mix of upper- and
+    lower-case letters with digits. An Entra secret has '~' (today) or one of ``_[]?@:=/+`` or
+    that mix (before 2021); an id a person copies is one case (a GUID) or lower-case (a domain).
+    So "my-app" is echoed and "Xy78Q~..." or "n]Fc@kh?..." is not. Spaces are not id characters
+    either: "contoso tenant" is not echoed (the setting named in the message is enough to find it).
     """
     text = value.strip()
-    if len(text) > limit or "~" in text or not text.isprintable():
-        return "(the value given, not shown: it may be a secret)"
+    if not _ID_CHARS.match(text) or len(text) > limit or _looks_generated(text):
+        return NOT_SHOWN
     return f"\"{text}\""
+
+
+def shown_tenant(value: str) -> str:
+    """A tenant for a message: ``shown_id``, and only when it looks like a domain or a GUID.
+
+    The words the identity platform takes (organizations, common, consumers) are shown; any
+    other value must have a '.' (a domain, perhaps mistyped) or be hex digits with a '-' (a GUID
+    with a digit missing), else ``NOT_SHOWN``: a secret pasted there has neither.
+    """
+    text = value.strip()
+    if text.lower() in (ORGANIZATIONS, *PERSONAL_ACCOUNT_TENANTS):
+        return f"\"{text}\""
+    if "." not in text and not ("-" in text and _GUID_CHARS.match(text)):
+        return NOT_SHOWN
+    return shown_id(text, 253)
+
+
+def _looks_generated(text: str) -> bool:
+    """Upper- and lower-case letters and digits together: how a generated secret looks."""
+    return (any(c.isupper() for c in text) and any(c.islower() for c in text)
+            and any(c.isdigit() for c in text))
 
 
 def tenant_error(setting: str, tenant: str, *, delegated: bool) -> str | None:
     """The sentence (after "FILE: ") for an unusable tenant id, e.g. setting "[auth] tenant_id"."""
     problem = tenant_problem(tenant, delegated=delegated)
-    return f"{setting} {shown_id(tenant, 253)} {problem}." if problem else None
+    return f"{setting} {shown_tenant(tenant)} {problem}." if problem else None
 
 
 def client_id_error(setting: str, client_id: str) -> str | None:

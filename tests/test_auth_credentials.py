@@ -156,7 +156,11 @@ USE = ("use the Directory (tenant) ID GUID from the app registration's Overview 
 
 
 @pytest.mark.parametrize("mode,tenant,message", [
-    ("app", "not a tenant/..", f'the config: [auth] tenant_id "not a tenant/.." is neither a GUID '
+    ("app", "not a tenant/..", "the config: [auth] tenant_id (the value given is not shown: it may be "
+     f"a secret) is neither a GUID nor a domain such as contoso.onmicrosoft.com: {USE}."),
+    ("app", "s3cr3t-Q2xR7vKm9pLw", "the config: [auth] tenant_id (the value given is not shown: it may "
+     f"be a secret) is neither a GUID nor a domain such as contoso.onmicrosoft.com: {USE}."),
+    ("app", "school.example.1", 'the config: [auth] tenant_id "school.example.1" is neither a GUID '
      f"nor a domain such as contoso.onmicrosoft.com: {USE}."),
     ("delegated", "common", 'the config: [auth] tenant_id "common" lets personal Microsoft accounts '
      f'sign in, which bulkmeet does not support: {USE} (or "organizations" with mode = '
@@ -195,8 +199,22 @@ def test_a_secret_pasted_as_client_id_is_not_echoed():
     with pytest.raises(ConfigError) as exc:
         auth.resolve_ids(AuthSettings(tenant_id=TENANT, client_id=pasted))
     assert pasted not in str(exc.value)
-    assert str(exc.value).startswith("the config: [auth] client_id (the value given, not shown: it "
+    assert str(exc.value).startswith("the config: [auth] client_id (the value given is not shown: it "
                                      "may be a secret) is not a GUID")
+
+
+@pytest.mark.parametrize("pasted,shown", [
+    ("n]Fc@kh?=8Ek:b2M.JL-U/_AG1/vTa3S", False),  # an Entra secret of before 2021: no '~'
+    ("Q2xR7vKm9pLwZ3bN8cT4yH6dF1gJ5sAe", False),  # base64-like letters and digits, mixed case
+    ("my-app", True),  # a name, not a secret: shown so the reader recognises it
+    ("8D4C1E2A-0B3F-4F5A-9C6D-7E8F9A0B1C2", True),  # a GUID one digit short, upper-case
+])
+def test_a_client_id_is_echoed_only_when_it_is_made_like_an_id(pasted, shown):
+    with pytest.raises(ConfigError) as exc:
+        auth.resolve_ids(AuthSettings(tenant_id=TENANT, client_id=pasted))
+    expected = f'"{pasted}"' if shown else "(the value given is not shown: it may be a secret)"
+    assert str(exc.value).startswith(f"the config: [auth] client_id {expected} is not a GUID")
+    assert (pasted in str(exc.value)) == shown
 
 
 # ---------------------------------------------------------------------------- certificates

@@ -130,9 +130,14 @@ def test_secrets_are_refused_without_echoing_them(tmp_path):
     ('[auth]\nclient_id = "my-app"\n', '[auth] client_id "my-app" is not a GUID: use the Application '
                                        "(client) ID from the app registration's Overview page (not the "
                                        "secret, not the object ID)."),
-    ('[auth]\ntenant_id = "contoso tenant"\n', '[auth] tenant_id "contoso tenant" is neither a GUID nor a '
-     "domain such as contoso.onmicrosoft.com: use the Directory (tenant) ID GUID from the app "
-     "registration's Overview page, or the tenant's domain (contoso.onmicrosoft.com)."),
+    ('[auth]\ntenant_id = "contoso tenant"\n', "[auth] tenant_id (the value given is not shown: it may "
+     "be a secret) is neither a GUID nor a domain such as contoso.onmicrosoft.com: use the Directory "
+     "(tenant) ID GUID from the app registration's Overview page, or the tenant's domain "
+     "(contoso.onmicrosoft.com)."),
+    ('[auth]\ntenant_id = "contoso.onmicrosoft.c"\n', '[auth] tenant_id "contoso.onmicrosoft.c" '
+     "is neither a GUID nor a domain such as contoso.onmicrosoft.com: use the Directory (tenant) ID "
+     "GUID from the app registration's Overview page, or the tenant's domain "
+     "(contoso.onmicrosoft.com)."),
     ('[auth]\ntenant_id = "common"\n', '[auth] tenant_id "common" lets personal Microsoft accounts sign '
      "in, which bulkmeet does not support: use the Directory (tenant) ID GUID from the app "
      "registration's Overview page, or the tenant's domain (contoso.onmicrosoft.com) (or "
@@ -195,7 +200,17 @@ HOSTILE_URLS = [
      "'http://2130706433/': the host '2130706433' is not a valid IP address: write four numbers from "
      "0 to 255, e.g. 127.0.0.1."),
     ("http://127.0.0.1#@evil.example/",
-     "'http://127.0.0.1#@evil.example/' must not have a ?query or #fragment: remove it."),
+     "'http://127.0.0.1#...' must not have a ?query or #fragment (not shown: it may hold a key): "
+     "remove it."),
+    ("https://127.0.0.1:9/?sig=s3cr3t",
+     "'https://127.0.0.1:9/?...' must not have a ?query or #fragment (not shown: it may hold a key): "
+     "remove it."),
+    ("ftp://ops:hunter2@127.0.0.1/x?code=s3cr3t",
+     "'ftp://...@127.0.0.1/x?...' must be an https:// URL (plain http is allowed only for a loopback "
+     "address such as 127.0.0.1)."),
+    ("http://ops:hunter2\\@127.0.0.1",
+     "'http://...@127.0.0.1' contains a backslash: URL parsers disagree about where its host ends; "
+     "write the URL with forward slashes only."),
     ("https://graph.microsoft.com:0",
      "'https://graph.microsoft.com:0' has an invalid port: use a number from 1 to 65535, or leave the "
      "port out."),
@@ -215,7 +230,7 @@ def test_hostile_base_urls_are_refused_with_exact_text(tmp_path, url, expected):
     toml_url = url.replace("\\", "\\\\").replace("\x1b", "\\u001b").replace("\x07", "\\u0007")
     message = error(tmp_path, f'[graph]\nbase_url = "{toml_url}"\n' + MINIMAL)
     assert message == f"[graph] base_url {expected}"
-    assert "hunter2" not in message
+    assert "hunter2" not in message and "s3cr3t" not in message
 
 
 def test_hostile_authority_host_is_refused_the_same_way(tmp_path):

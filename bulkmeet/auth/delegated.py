@@ -6,6 +6,7 @@ so a run that used the cached access token leaves the file untouched.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -60,8 +61,9 @@ class CacheFile:
                 log.warning("Token cache %s is readable by other users (mode %s): run `chmod 600 "
                             "%s`.", self.path, stat.filemode(st.st_mode), self.path)
         try:
+            _check_shape(json.loads(text) if text.strip() else {})
             self.cache.deserialize(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise AuthError(f"The token cache {self.path} is damaged: run `{self._login}` again.") from None
         return True
 
@@ -74,6 +76,43 @@ class CacheFile:
         atomic_write_bytes(self.path, data, mode=0o600)
         self.cache.has_state_changed = False
         return True
+
+
+# The sections of msal's cache file, and the fields msal reads as whole seconds (int()).
+_SECTIONS = ("AccessToken", "RefreshToken", "IdToken", "Account", "AppMetadata")
+_SECONDS = ("cached_at", "expires_on", "extended_expires_on", "refresh_on",
+            "last_modification_time")
+
+
+def _check_shape(data: object) -> None:
+    """ValueError unless ``data`` is shaped like msal's cache: {section: {key: {field: ...}}}.
+
+    msal trusts the file it wrote: a cache that is JSON of another shape (``[]``, an entry that
+    is a string, expires_on "soon") fails deep inside msal as AttributeError or ValueError, which
+    would read as a bulkmeet bug or as the sign-in service's fault. Checked here, it is what it
+    is: a damaged cache, fixed by signing in again.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("not an object")
+    for section in _SECTIONS:
+        entries = data.get(section, {})
+        if not isinstance(entries, dict):
+            raise ValueError(section)
+        for entry in entries.values():
+            if not isinstance(entry, dict) or not all(isinstance(k, str) for k in entry):
+                raise ValueError(section)
+            for field in _SECONDS:
+                if field in entry and not _whole_seconds(entry[field]):
+                    raise ValueError(field)
+
+
+def _whole_seconds(value: object) -> bool:
+    """Can msal read ``value`` as a time, with ``int(value)``?"""
+    try:
+        int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
 
 
 def cached_username(cache: msal.SerializableTokenCache, client_id: str) -> str | None:
