@@ -74,7 +74,7 @@ class Scenario:
 
 
 def scenarios(smoke: bool) -> dict[int, Scenario]:
-    """The issue's six scenarios; ``smoke`` shrinks them to seconds (same code paths)."""
+    """The seven scenarios; ``smoke`` shrinks them to seconds (same code paths)."""
     if smoke:
         s = dict(lat=(5.0, 15.0), r1=24, r2=40, rate=20.0, lat2=(1.0, 5.0), r3=24, r4=150,
                  r5=150, r6=300, c1=4, c2=8, stall=0.3, timeout=90.0, r7=60, rate7=20.0,

@@ -220,10 +220,11 @@ def run(ctx: click.Context, schedule: str, config_path: str | None, output: str 
     for note in result.summary.notes:
         log.warning("%s", note)
     click.echo(result.summary.line())
-    click.echo(f"Output: {result.output}", err=quiet)
-    if result.published is not None:
-        for label, path in result.published.paths():
-            click.echo(f"{label}: {path}", err=quiet)
+    if not quiet:  # --quiet: warnings, errors and the summary line only (cron mail)
+        click.echo(f"Output: {result.output}")
+        if result.published is not None:
+            for label, path in result.published.paths():
+                click.echo(f"{label}: {path}")
     return result.exit_status
 
 
@@ -298,15 +299,18 @@ def plan_command(schedule: str, config_path: str | None, sheet: str | None, outp
 @click.option("--repair", is_flag=True,
               help="Make each missing meeting again from its sheet row (new join link).")
 @click.option("--emulator", is_flag=True, help="Check against the embedded emulator (demo).")
+@click.option("--directory", "directory", metavar="FILE", type=click.Path(dir_okay=False),
+              help="With --emulator: your own tenant in the emulator's directory format (the "
+                   "one `run --emulator --directory` used).")
 def verify(schedule: str, config_path: str | None, sheet: str | None, journal: str | None,
-           concurrency: int | None, repair: bool, emulator: bool) -> int:
+           concurrency: int | None, repair: bool, emulator: bool, directory: str | None) -> int:
     """GET every meeting the journal of SCHEDULE holds; report (or --repair) the missing."""
     from bulkmeet.verify import verify_schedule
 
     sched = _schedule(schedule)
     cfg = load_config(_config_path(sched, config_path))
     _setup_logging(True, None)
-    with _maybe_emulator(emulator, sched, cfg) as ecfg, _Stopper() as stopper:
+    with _maybe_emulator(emulator, sched, cfg, directory) as ecfg, _Stopper() as stopper:
         result = verify_schedule(sched, ecfg, journal=Path(journal) if journal else None,
                                  sheet=sheet, concurrency=concurrency, repair=repair,
                                  stop=stopper.event)

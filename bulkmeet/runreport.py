@@ -34,10 +34,11 @@ __all__ = ["Attention", "OrganizerLine", "COUNT_KEYS", "render", "write_run_repo
 # Summary keys shown as counts, in this order, when the summary has them (others' statuses, such
 # as updated or skipped, appear as soon as the summary carries them). The first ones always show.
 COUNT_KEYS = ("total_rows", "created", "existing", "updated", "unchanged", "failed", "invalid",
-              "duplicate", "skipped", "orphaned", "cancelled", "planned", "pending",
+              "duplicate", "skipped", "shared", "orphaned", "cancelled", "planned", "pending",
               "requests_sent", "throttled")
 _ALWAYS = ("total_rows", "created", "existing", "failed", "invalid")
-_LABELS = {"total_rows": "rows", "requests_sent": "requests sent", "throttled": "throttled (429)"}
+_LABELS = {"total_rows": "rows", "requests_sent": "requests sent", "throttled": "throttled (429)",
+           "shared": "sharing a section's meeting"}
 _BAD = ("failed", "invalid", "duplicate", "orphaned", "pending")
 CHART_MAX_DAYS = 400  # a longer span is drawn from its first 400 days, and says so
 

@@ -35,10 +35,15 @@ def _signed_in(tmp_path, tenant, emulator):
 
 def _damaged(good: dict) -> dict[str, str]:
     """Ways to damage a cache that stay valid JSON, named for the failure message."""
-    def edit(section: str, field: str, value: object) -> str:
+    def edit(section: str, field: str, value: object, *, drop_access_token: bool = False) -> str:
         data = json.loads(json.dumps(good))
         for entry in data[section].values():
-            entry[field] = value
+            if value is _MISSING:
+                del entry[field]
+            else:
+                entry[field] = value
+        if drop_access_token:  # so msal must redeem the refresh token
+            data["AccessToken"] = {}
         return json.dumps(data)
 
     return {
@@ -49,9 +54,19 @@ def _damaged(good: dict) -> dict[str, str]:
         "accounts are a list": json.dumps({**good, "Account": []}),
         "expires_on is not a number": edit("AccessToken", "expires_on", "soon"),
         "cached_at is a list": edit("AccessToken", "cached_at", [1]),
-        "last_modification_time is not a number": edit("RefreshToken", "last_modification_time",
-                                                       "yesterday"),
+        "last_modification_time is null": edit("RefreshToken", "last_modification_time", None,
+                                               drop_access_token=True),
+        "the access token is missing": edit("AccessToken", "secret", _MISSING),
+        "the access token's scopes are a number": edit("AccessToken", "target", 5),
+        "the refresh token is null": edit("RefreshToken", "secret", None, drop_access_token=True),
+        "a refresh token typed as another credential": edit(
+            "RefreshToken", "credential_type", "IdToken", drop_access_token=True),
+        "the account id is a number": edit("Account", "home_account_id", 5),
+        "the account has no authority type": edit("Account", "authority_type", _MISSING),
     }
+
+
+_MISSING = object()
 
 
 def test_a_cache_of_the_wrong_shape_is_damaged_not_an_internal_error(

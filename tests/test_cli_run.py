@@ -207,3 +207,14 @@ def test_validate_with_the_emulator_also_checks_organizers_exist(tmp_path, run_c
     assert online.code == 1
     assert "ada.byron@school.example was not found in the tenant" in online.out
     assert "ada.byron" not in offline.out  # only a lookup can know
+
+
+def test_quiet_prints_only_the_summary_line_for_cron_mail(tmp_path, tenant, emulator, secret_env,
+                                                           run_cli):
+    schedule, config, _ = setup_run(tmp_path, tenant, emulator, n=3)
+    loud = run_cli("run", schedule, "--config", config)
+    assert loud.code == 0 and "Output: " in loud.out
+    quiet = run_cli("run", schedule, "--config", config, "--quiet")
+    assert quiet.code == 0
+    assert quiet.out.strip().splitlines() == ["3 rows: 0 created, 3 existing, 0 failed, 0 invalid"]
+    assert "Output: " not in quiet.err and "INFO" not in quiet.err

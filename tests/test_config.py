@@ -233,6 +233,13 @@ def test_hostile_base_urls_are_refused_with_exact_text(tmp_path, url, expected):
     assert "hunter2" not in message and "s3cr3t" not in message
 
 
+def test_a_key_in_the_authority_hosts_query_is_not_echoed(tmp_path):
+    message = error(tmp_path, '[auth]\nauthority_host = "https://127.0.0.1:9?code=s3cr3t#x"\n'
+                    + MINIMAL)
+    assert message == ("[auth] authority_host 'https://127.0.0.1:9?...' must not have a ?query or "
+                       "#fragment (not shown: it may hold a key): remove it.")
+
+
 def test_hostile_authority_host_is_refused_the_same_way(tmp_path):
     message = error(tmp_path, '[auth]\nauthority_host = "https://login.example.com\\\\@127.0.0.1"\n'
                     + MINIMAL)

@@ -143,3 +143,27 @@ def test_without_repair_the_next_run_makes_a_missing_meeting_again(
     new = {m["externalId"]: m for m in emulator.meetings()}
     assert len(new) == 6 and new[victim["externalId"]]["id"] != victim["id"]
     assert run_cli("verify", schedule, "--config", config).code == 0
+
+
+def test_verify_with_the_directory_the_run_used_finds_every_meeting(tmp_path, tenant, run_cli):
+    schedule = helpers.write_csv(tmp_path / "term.csv", helpers.schedule_rows(tenant, 3))
+    config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, "https://127.0.0.1:9",
+                                  tenant.directory_path)  # the embedded emulator replaces both
+    emulated = ("--config", config, "--emulator", "--directory", tenant.directory_path)
+    made = run_cli("run", schedule, *emulated)
+    assert made.code == 0 and "3 created" in made.out, made.out + made.err
+    same = run_cli("verify", schedule, *emulated)
+    assert same.code == 0, same.out + same.err
+    assert "gone" not in same.out and "warning" not in same.err.lower(), same.out + same.err
+
+    demo = run_cli("verify", schedule, "--config", config, "--emulator")
+    state, note = tmp_path / "term.emulator-state.json", tmp_path / "term.emulator-tenant.json"
+    directory = Path(tenant.directory_path).resolve()
+    assert demo.code == 2, demo.out + demo.err
+    assert demo.err == (
+        f"bulkmeet: error: The embedded emulator's state {state} was made with --directory "
+        f"{directory}, but this command uses the demo tenant, which does not have the organizers "
+        f"of its meetings (the emulator would drop them): pass --directory {directory}, or delete "
+        f"{state} and {note} to start afresh.\n")
+    again = run_cli("verify", schedule, *emulated)  # the refused verify lost nothing
+    assert again.code == 0 and "gone" not in again.out, again.out + again.err

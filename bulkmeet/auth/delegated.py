@@ -78,41 +78,52 @@ class CacheFile:
         return True
 
 
-# The sections of msal's cache file, and the fields msal reads as whole seconds (int()).
-_SECTIONS = ("AccessToken", "RefreshToken", "IdToken", "Account", "AppMetadata")
+# msal's cache file: {section: {key: {field: string or null}}}. The fields msal reads without
+# looking (by section), the sections whose entries name their own type, and the fields it reads
+# as whole seconds with int().
+_REQUIRED = {
+    "AccessToken": ("credential_type", "secret", "target", "expires_on"),
+    "RefreshToken": ("credential_type", "secret"),
+    "IdToken": ("credential_type",),
+    "Account": ("authority_type",),
+    "AppMetadata": (),
+}
+_TYPED = ("AccessToken", "RefreshToken", "IdToken")
 _SECONDS = ("cached_at", "expires_on", "extended_expires_on", "refresh_on",
             "last_modification_time")
 
 
 def _check_shape(data: object) -> None:
-    """ValueError unless ``data`` is shaped like msal's cache: {section: {key: {field: ...}}}.
+    """ValueError unless ``data`` is shaped like the cache msal writes.
 
     msal trusts the file it wrote: a cache that is JSON of another shape (``[]``, an entry that
-    is a string, expires_on "soon") fails deep inside msal as AttributeError or ValueError, which
-    would read as a bulkmeet bug or as the sign-in service's fault. Checked here, it is what it
-    is: a damaged cache, fixed by signing in again.
+    is a string, a token that is a number, expires_on "soon") fails deep inside msal as an
+    AttributeError, AssertionError, KeyError or ValueError, which would read as a bulkmeet bug or
+    as the sign-in service's fault. Checked here, it is what it is: a damaged cache, fixed by
+    signing in again. Only what msal itself writes is required, so a real cache always passes.
     """
     if not isinstance(data, dict):
         raise ValueError("not an object")
-    for section in _SECTIONS:
+    for section, required in _REQUIRED.items():
         entries = data.get(section, {})
         if not isinstance(entries, dict):
             raise ValueError(section)
         for entry in entries.values():
-            if not isinstance(entry, dict) or not all(isinstance(k, str) for k in entry):
+            if not isinstance(entry, dict) or not all(
+                    isinstance(k, str) and (v is None or isinstance(v, str))
+                    for k, v in entry.items()):
                 raise ValueError(section)
-            for field in _SECONDS:
-                if field in entry and not _whole_seconds(entry[field]):
-                    raise ValueError(field)
+            if any(entry.get(field) is None for field in required):
+                raise ValueError(section)
+            if section in _TYPED and entry["credential_type"] != section:
+                raise ValueError(section)
+            if not all(_seconds(entry[field]) for field in _SECONDS if field in entry):
+                raise ValueError(section)
 
 
-def _whole_seconds(value: object) -> bool:
-    """Can msal read ``value`` as a time, with ``int(value)``?"""
-    try:
-        int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True
+def _seconds(value: str | None) -> bool:
+    """What msal's int() reads as a time: ASCII digits (null is not: int(None) fails too)."""
+    return value is not None and value.strip().isascii() and value.strip().isdigit()
 
 
 def cached_username(cache: msal.SerializableTokenCache, client_id: str) -> str | None:
