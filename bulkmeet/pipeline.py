@@ -112,6 +112,7 @@ class _Sent:
     interrupted: bool = False
     notes: tuple[str, ...] = ()
     concurrency: str | None = None  # "concurrency settled at 24, paced at 39 requests/s"
+    blocked: tuple[str, ...] = ()  # organizers with one note for all their meetings
 
 
 def _kind(options: RunOptions) -> str:
@@ -213,7 +214,8 @@ def _summary(options: RunOptions, sheet: Sheet, outcomes: Outcomes, output: Path
         shared=shared, dry_run=options.dry_run,
         requests_sent=sent.requests, throttled=sent.throttled,
         api=f"{cfg.graph.base_url}/{cfg.graph.api_version}", interrupted=sent.interrupted,
-        notes=sent.notes + _removed_notes(removed, cancel), updated=counts[UPDATED],
+        notes=sent.notes + _removed_notes(removed, cancel), blocked=sent.blocked,
+        updated=counts[UPDATED],
         orphaned=sum(1 for r in removed if r.status != sync.REMOVED_CANCELLED),
         cancelled=sum(1 for r in removed if r.status == sync.REMOVED_CANCELLED),
         warnings=sum(1 for o in outcomes.values()  # skip rules and shared-meeting notes are not warnings
@@ -466,7 +468,7 @@ def _send(options: RunOptions, gateway: GraphGateway, to_send: list[MeetingReque
     notes += tuple(text for org, text in sorted(quota.warnings.items())
                    if org not in stats.blocked_organizers)
     return _Sent(stats.requests, stats.throttled, stop.is_set(), notes,
-                 concurrency=stats.describe() or None)
+                 concurrency=stats.describe() or None, blocked=tuple(sorted(stats.blocked_organizers)))
 
 
 def _organizer_notes(blocked: dict[str, str], by_key: dict[tuple[str, str], MeetingRequest],
@@ -476,7 +478,7 @@ def _organizer_notes(blocked: dict[str, str], by_key: dict[tuple[str, str], Meet
     for upn, message in sorted(blocked.items()):
         n = sum(1 for o in outcomes.values() if o.status == FAILED and
                 by_key.get((upn, o.external_id or "")) is not None)
-        notes.append(f"{message} ({n} row(s) of this organizer failed.)")
+        notes.append(f"{message} ({n} meeting(s) of this organizer failed.)")
     return tuple(notes)
 
 

@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 
 INDEX = "bulkmeet-index.json"  # per folder: what each file was made from, sections of events
 _OK = (CREATED, EXISTING, UPDATED)
-_BLOCKED_TAIL = "row(s) of this organizer failed.)"  # pipeline's per-organizer note ends so
 
 
 class JournalLike(Protocol):
@@ -213,17 +212,16 @@ def published_meetings(config: Config, sheet: Sheet, requests: Sequence[MeetingR
 # -- what the report lists ------------------------------------------------------------------------
 
 def attention(summary_notes: Sequence[str], requests: Sequence[MeetingRequest],
-              outcomes: Mapping[OutcomeKey, RowOutcome], removed: Iterable[RemovedMeeting] = ()
-              ) -> list[runreport.Attention]:
+              outcomes: Mapping[OutcomeKey, RowOutcome], removed: Iterable[RemovedMeeting] = (),
+              blocked: Iterable[str] = ()) -> list[runreport.Attention]:
     """What needs a person, worst first: blocked organizers (one line each, with the admin
     command), other notes, failed rows not covered by those, invalid and duplicate rows, orphans."""
     organizer_of = {r.outcome_key: r.organizer for r in requests}
     items: list[runreport.Attention] = []
-    blocked: set[str] = set()
+    blocked = set(blocked)  # the summary says which organizers have one note for all their rows
     for note in summary_notes:
-        who = next((org for org in set(organizer_of.values()) if f"Organizer {org} " in note), None)
-        if note.endswith(_BLOCKED_TAIL) and who:
-            blocked.add(who)
+        who = next((org for org in sorted(blocked) if f"Organizer {org} " in note), None)
+        if who:
             items.append(runreport.Attention("blocked organizer", note, organizer=who))
         else:
             items.append(runreport.Attention("note", note))
@@ -340,7 +338,8 @@ def publish_run(targets: Targets, config: Config, sheet: Sheet, requests: Sequen
         report_path = _attempt(errors, lambda: runreport.write_run_report(
             report, summary, meetings=meetings, time_zone=tz,
             files=_report_links(summary, published),
-            attention=attention(tuple(summary.get("notes") or ()), requests, outcomes, removed),
+            attention=attention(tuple(summary.get("notes") or ()), requests, outcomes, removed,
+                                blocked=summary.get("blocked") or ()),
             organizers=organizer_lines(meetings, requests, outcomes, published)))
         published = replace(published, report=report_path)
     for label, path in published.paths():

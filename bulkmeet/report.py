@@ -117,6 +117,7 @@ class RunSummary:
     api: str = ""  # e.g. "https://graph.microsoft.com/v1.0"
     interrupted: bool = False
     notes: tuple[str, ...] = ()  # e.g. one line per organizer that failed with the same 403/404
+    blocked: tuple[str, ...] = ()  # organizers whose meetings all failed for one reason (a note each)
     # bulkmeet.sync: rows whose meeting was changed, meetings of removed rows, warnings shown.
     updated: int = 0
     orphaned: int = 0  # removed rows whose meetings are still in Teams (changes pending)

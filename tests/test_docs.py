@@ -55,3 +55,14 @@ def test_contributing_module_map_names_every_module() -> None:
                if not path.name.startswith("__") and f" {path.name} " not in module_map
                and f" {path.name}\n" not in module_map]
     assert missing == [], f"CONTRIBUTING.md's module map leaves out {missing}"
+
+
+def test_every_summary_json_key_is_documented() -> None:
+    from dataclasses import fields
+
+    from bulkmeet.report import RunSummary
+
+    table = README[README.index("Or read the `--summary-json` file."):README.index("## The emulator")]
+    documented = set(re.findall(r"`([a-z_]+)`", "\n".join(
+        line.split("|")[1] for line in table.splitlines() if line.startswith("| `"))))
+    assert {f.name for f in fields(RunSummary)} == documented

@@ -91,12 +91,12 @@ def test_what_needs_a_person_lists_blocked_organizers_once_then_rows_then_orphan
                 (4, 0): RowOutcome(4, FAILED, "e4", error="403 policy"),
                 (5, 0): RowOutcome(5, INVALID, error="Start: \"25:00\" is not a time")}
     note = ("403 Forbidden. Organizer t1@x.example has no application access policy ... "
-            "Grant-CsApplicationAccessPolicy ... (2 row(s) of this organizer failed.)")
+            "Grant-CsApplicationAccessPolicy ... (2 meeting(s) of this organizer failed.)")
     removed = [RemovedMeeting("t2@x.example", "e9", "m9", "CS9: Gone", "2027-03-01T15:00:00Z", None,
                               "https://join/9", status="orphaned", reason=""),
                RemovedMeeting("t2@x.example", "e8", "m8", "CS8", None, None, None,
                               status="cancelled")]
-    items = attention([note], requests, outcomes, removed)
+    items = attention([note], requests, outcomes, removed, blocked=["t1@x.example"])
     assert [(i.kind, i.row, i.organizer) for i in items] == [
         ("blocked organizer", None, "t1@x.example"),  # its two failed rows are not repeated
         ("failed", 3, "t2@x.example"),

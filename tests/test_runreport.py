@@ -179,6 +179,8 @@ def test_a_real_run_report_matches_its_summary_json(tmp_path, tenant, emulator, 
     dom = report.read_text(encoding="utf-8")
     blocked = tenant.teachers[-1][0]
     assert "Grant-CsApplicationAccessPolicy" in dom and blocked in dom
+    assert summary["blocked"] == [blocked]  # the report knows it from the summary, not the text
+    assert dom.count("blocked organizer") == 1
     assert secret_env not in dom  # the client secret never reaches a report
     png = browser.screenshot(report, tmp_path / "run.png")
     assert len(Image.open(png).convert("RGB").getcolors(1 << 20) or []) > 20
