@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -38,12 +38,12 @@ from typing import BinaryIO
 from icalendar import Calendar, Event, vCalAddress
 
 from bulkmeet import __version__
-from bulkmeet.atomic import atomic_write
+from bulkmeet.atomic import atomic_write, atomic_write_bytes
 from bulkmeet.errors import BulkmeetError, ExitStatus
 from bulkmeet.ids import EMAIL_RE
 from bulkmeet.models import CANCELLED, ORPHANED, PublishedMeeting
 
-__all__ = ["PublishError", "CalendarFiles", "Digests", "build_calendar", "describe", "dial_in_text",
+__all__ = ["PublishError", "write_for_people", "CalendarFiles", "Digests", "build_calendar", "describe", "dial_in_text",
            "event_uid", "file_stem", "meeting_id_text", "unique_stems", "write_calendars"]
 
 PRODID = f"-//bulkmeet//bulkmeet {__version__}//EN"
@@ -61,6 +61,27 @@ class PublishError(BulkmeetError):
     has them, only a file for people is missing (the next run writes it; nothing is sent again)."""
 
     exit_status = ExitStatus.WRITE_FAILED
+
+
+def write_for_people(path: Path, content: bytes | Callable[[BinaryIO], None], *, what: str,
+                     advice: str) -> None:
+    """Write one calendar, handout or report atomically, or raise ``PublishError`` saying so.
+
+    ``what`` names the file for the person ("the calendar file"), ``advice`` says what to do
+    besides freeing disk space ("choose another --calendar folder"). Whatever failed, the
+    meetings exist and the journal has them: the next run writes the file and sends nothing again.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            atomic_write_bytes(path, content)
+        else:
+            atomic_write(path, content)
+    except OSError as exc:
+        raise PublishError(
+            f"Cannot write {what} {path} ({exc.strerror or exc}). The meetings exist and the "
+            f"journal has them: free disk space{advice}, then run bulkmeet again (nothing is sent "
+            "again).") from None
 
 
 @dataclass(frozen=True)
@@ -184,19 +205,8 @@ def unique_stems(keys: Iterable[str]) -> dict[str, str]:
 
 
 def _write(path: Path, cal: Calendar) -> None:
-    data = cal.to_ical()
-
-    def write(handle: BinaryIO) -> None:
-        handle.write(data)
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, write)
-    except OSError as exc:
-        raise PublishError(
-            f"Cannot write the calendar file {path} ({exc.strerror or exc}). The meetings exist "
-            "and the journal has them: free disk space or choose another --calendar folder, then "
-            "run bulkmeet again (nothing is sent again).") from None
+    write_for_people(path, cal.to_ical(), what="the calendar file",
+                     advice=" or choose another --calendar folder")
 
 
 class Digests:

@@ -26,8 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from bulkmeet.atomic import atomic_write
-from bulkmeet.calendars import Digests, PublishError, meeting_id_text, unique_stems
+from bulkmeet.calendars import Digests, meeting_id_text, unique_stems, write_for_people
 from bulkmeet.cells import neutralise
 from bulkmeet.ids import EMAIL_RE
 from bulkmeet.models import CANCELLED, ORPHANED, PublishedMeeting
@@ -135,14 +134,7 @@ def _workbook(name: str, tz: str, meetings: list[PublishedMeeting], calendar: st
 
 
 def _save(path: Path, write: Any) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, write)
-    except OSError as exc:
-        raise PublishError(
-            f"Cannot write the handout {path} ({exc.strerror or exc}). The meetings exist and the "
-            "journal has them: free disk space or choose another --handouts folder, then run "
-            "bulkmeet again (nothing is sent again).") from None
+    write_for_people(path, write, what="the handout", advice=" or choose another --handouts folder")
 
 
 def _mail_merge(handle: BinaryIO, rows: list[list[str]]) -> None:

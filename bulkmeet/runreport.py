@@ -21,11 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from bulkmeet import __version__
-from bulkmeet.atomic import atomic_write
-from bulkmeet.calendars import PublishError
+from bulkmeet.calendars import write_for_people
 from bulkmeet.models import PublishedMeeting
 
 __all__ = ["Attention", "OrganizerLine", "COUNT_KEYS", "render", "write_run_report",
@@ -248,15 +247,6 @@ def write_run_report(path: Path, summary: Mapping[str, Any], **parts: Any) -> Pa
     path = Path(path)
     text = render(summary, base=path.parent, **parts).encode("utf-8")
 
-    def write(handle: BinaryIO) -> None:
-        handle.write(text)
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, write)
-    except OSError as exc:
-        raise PublishError(
-            f"Cannot write the run report {path} ({exc.strerror or exc}). The meetings and the "
-            "results sheet are not affected: free disk space, then run bulkmeet again (nothing is "
-            "sent again).") from None
+    write_for_people(path, text, what="the run report",
+                     advice="")
     return path

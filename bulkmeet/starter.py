@@ -373,11 +373,7 @@ def starter_config(sheet: Sheet) -> str:
     add("# change (time, room, title, students), or every change makes a new meeting.")
     add(f"keys = {_toml_list(keys)}")
     add("")
-    add("[run]")
-    add("concurrency = 4")
-    add("# journal = \"/var/lib/bulkmeet/term.journal.sqlite\"   # default: beside the schedule")
-    add("# log_file = \"/var/log/bulkmeet/bulkmeet.log\"")
-    lines.extend(SYNC_AND_SETTINGS)
+    lines.extend(RUN_SYNC_AND_SETTINGS)
     return "\n".join(lines) + "\n"
 
 
@@ -404,6 +400,15 @@ SYNC_AND_SETTINGS = (
     "# isEntryExitAnnounced = false",
     "# allowAttendeeToEnableCamera = true",
     "# allowAttendeeToEnableMic = true",
+)
+
+# The end of every starter config, whichever shape of sheet it was written for.
+RUN_SYNC_AND_SETTINGS = (
+    "[run]",
+    "concurrency = 4",
+    "# journal = \"/var/lib/bulkmeet/term.journal.sqlite\"   # default: beside the schedule",
+    "# log_file = \"/var/log/bulkmeet/bulkmeet.log\"",
+    *SYNC_AND_SETTINGS,
 )
 
 

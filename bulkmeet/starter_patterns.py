@@ -24,7 +24,7 @@ from bulkmeet.starter import (
     _SECTION,
     _TITLE,
     ARRANGED,
-    SYNC_AND_SETTINGS,
+    RUN_SYNC_AND_SETTINGS,
     _Columns,
     _field,
     _head,
@@ -167,11 +167,7 @@ def registrar_starter(sheet: Sheet) -> str | None:
         add("# organizer_fixed = \"registrar@school.edu\"")
         add("")
     lines.extend(_skip_lines(sheet, days, (begin, finish, span), status, kind))
-    add("[run]")
-    add("concurrency = 4")
-    add("# journal = \"/var/lib/bulkmeet/term.journal.sqlite\"   # default: beside the schedule")
-    add("# log_file = \"/var/log/bulkmeet/bulkmeet.log\"")
-    lines.extend(SYNC_AND_SETTINGS)
+    lines.extend(RUN_SYNC_AND_SETTINGS)
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,8 @@ import hashlib
 import json
 import secrets
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -215,3 +217,30 @@ def read_output(path: Path) -> list[dict[str, object]]:
     # write-only sheets have no <dimension>: read-only rows stop at their last non-empty cell
     return [dict(zip(header, (*r, *[None] * (len(header) - len(r))), strict=True))
             for r in rows[1:]]
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[Path]:
+    """Make ``path`` unwritable for this process, root included (chattr +i), and undo it after.
+
+    Root ignores file modes, so as root the immutable attribute is the only honest read-only file;
+    where chattr is not available the test is skipped with the reason.
+    """
+    import os
+    import subprocess
+
+    import pytest
+
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        try:
+            yield path
+        finally:
+            path.chmod(0o644)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a file read-only for root here (no chattr)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)

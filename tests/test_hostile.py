@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from bulkmeet.errors import ExitStatus
+from tests import helpers
 from tests.helpers import CliResult
 
 OK, ROWS, INPUT, WRITE, LOCKED = (ExitStatus.OK, ExitStatus.ROWS_FAILED, ExitStatus.UNUSABLE_INPUT,
@@ -415,7 +416,7 @@ def test_a_full_disk_under_the_embedded_emulators_state_is_exit_6_not_an_interna
 @pytest.fixture
 def limited(tmp_path: Path, tenant, emulator, secret_env):
     """(folder, config) for a run against the test emulator."""
-    from tests import helpers
+
 
     config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
                                   emulator.ca_path)
@@ -424,7 +425,7 @@ def limited(tmp_path: Path, tenant, emulator, secret_env):
 
 def test_a_journal_that_cannot_be_created_is_exit_6_and_nothing_is_sent(limited, emulator
                                                                          ) -> None:
-    from tests import helpers
+
 
     folder, config, tenant = limited
     helpers.write_csv(folder / "s.csv", helpers.schedule_rows(tenant, 3))
@@ -437,7 +438,7 @@ def test_a_journal_that_cannot_be_created_is_exit_6_and_nothing_is_sent(limited,
 def test_a_journal_that_fills_up_mid_run_still_gets_an_output_sheet(limited, emulator) -> None:
     # 120 rows: the journal's WAL outgrows 160 KiB after some dozens of results, while the
     # output sheet (about 60 KiB as CSV) still fits.
-    from tests import helpers
+
 
     folder, config, tenant = limited
     helpers.write_csv(folder / "s.csv", helpers.schedule_rows(tenant, 120))
@@ -460,7 +461,7 @@ def test_a_full_disk_while_writing_the_xlsx_is_exit_6_with_one_clean_message(lim
     import random
     import string
 
-    from tests import helpers
+
 
     folder, config, tenant = limited
     rng = random.Random(12)
@@ -480,16 +481,8 @@ def test_a_full_disk_while_writing_the_xlsx_is_exit_6_with_one_clean_message(lim
 def read_only_journal(tmp_path: Path):
     path = tmp_path / "s.journal.sqlite"
     path.write_bytes(b"")
-    if os.geteuid() != 0:
-        path.chmod(0o444)
+    with helpers.read_only(path):
         yield path
-        return
-    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip("root ignores file modes and chattr is not available here")
-    try:
-        yield path
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
 
 
 def test_a_read_only_journal_is_exit_6_as_the_readme_says(read_only_journal: Path, run_cli) -> None:
@@ -546,7 +539,6 @@ def test_stale_temp_files_of_ours_are_removed_by_the_next_run(tmp_path: Path, ru
 
 class _Spy:
     """A cell value whose text is asked for mid-write: it looks at where the scratch files are."""
-
     seen: list[list[str]] = []
 
     def __init__(self, folder: Path, tmp: Path) -> None:

@@ -23,6 +23,7 @@ from bulkmeet.journal import (
     lock_path_for,
 )
 from bulkmeet.models import CREATED, EXISTING, FAILED, MeetingInfo, MeetingResult
+from tests import helpers
 
 ORG = "6f1c1b9e-3d4c-4f57-9a43-2d0f3b2a9c11"
 MEETING = MeetingInfo(
@@ -381,17 +382,8 @@ def read_only(jpath: Path):
         journal.record(result())
     for side in (jpath.with_name(jpath.name + "-wal"), jpath.with_name(jpath.name + "-shm")):
         side.unlink(missing_ok=True)
-    if os.geteuid() != 0:
-        jpath.chmod(0o444)
+    with helpers.read_only(jpath):
         yield jpath
-        jpath.chmod(0o644)
-        return
-    if subprocess.run(["chattr", "+i", str(jpath)], capture_output=True).returncode != 0:
-        pytest.skip("cannot make a file read-only for root here (no chattr)")
-    try:
-        yield jpath
-    finally:
-        subprocess.run(["chattr", "-i", str(jpath)], capture_output=True)
 
 
 def test_a_read_only_journal_is_a_write_failure_exit_6(read_only: Path) -> None:
