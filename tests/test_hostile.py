@@ -416,8 +416,6 @@ def test_a_full_disk_under_the_embedded_emulators_state_is_exit_6_not_an_interna
 @pytest.fixture
 def limited(tmp_path: Path, tenant, emulator, secret_env):
     """(folder, config) for a run against the test emulator."""
-
-
     config = helpers.write_config(tmp_path / "bulkmeet.toml", tenant, emulator.base_url,
                                   emulator.ca_path)
     return tmp_path, config, tenant
@@ -425,8 +423,6 @@ def limited(tmp_path: Path, tenant, emulator, secret_env):
 
 def test_a_journal_that_cannot_be_created_is_exit_6_and_nothing_is_sent(limited, emulator
                                                                          ) -> None:
-
-
     folder, config, tenant = limited
     helpers.write_csv(folder / "s.csv", helpers.schedule_rows(tenant, 3))
     result = _limited_run(folder, 2048, config, "--journal", str(folder / "j" / "new.sqlite"))
@@ -438,8 +434,6 @@ def test_a_journal_that_cannot_be_created_is_exit_6_and_nothing_is_sent(limited,
 def test_a_journal_that_fills_up_mid_run_still_gets_an_output_sheet(limited, emulator) -> None:
     # 120 rows: the journal's WAL outgrows 160 KiB after some dozens of results, while the
     # output sheet (about 60 KiB as CSV) still fits.
-
-
     folder, config, tenant = limited
     helpers.write_csv(folder / "s.csv", helpers.schedule_rows(tenant, 120))
     result = _limited_run(folder, 160 * 1024, config, "--output", str(folder / "out.csv"))
@@ -460,8 +454,6 @@ def test_a_full_disk_while_writing_the_xlsx_is_exit_6_with_one_clean_message(lim
     # the output first.
     import random
     import string
-
-
 
     folder, config, tenant = limited
     rng = random.Random(12)
