@@ -25,6 +25,7 @@ from bulkmeet.filters import SkipRule, parse_skip_rules
 from bulkmeet.ids import EMAIL_RE, GUID_RE  # the rules live in ids; plan and starter read them here
 from bulkmeet.patterns import PatternSettings, parse_pattern_settings
 from bulkmeet.staff import StaffSettings, parse_staff_settings
+from bulkmeet.templates import parse_template, template_columns
 from bulkmeet.terms import TermSettings, parse_term_settings
 
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
@@ -66,75 +67,6 @@ class AuthSettings:
 class AttendeeColumn:
     column: str
     role: str = "attendee"
-
-
-# --- subject templates ---------------------------------------------------------------------------
-# A template is text with {Column Name} fields; {{ and }} are literal braces. A field may carry a
-# strftime format for date/time values after the *last* colon, e.g. {Date:%a %b %d}. Column names
-# may hold spaces and any character but braces; a column whose name itself contains a colon is
-# written with a trailing colon and no format: {Room: Building:}.
-# We do not use str.format: "{Course Code}" and "{Section.1}" would not survive it.
-
-@dataclass(frozen=True)
-class TemplatePart:
-    literal: str
-    column: str | None = None
-    spec: str | None = None
-
-
-def parse_template(template: str) -> tuple[TemplatePart, ...]:
-    """Split a subject template into literal text and column fields; ValueError on bad braces."""
-    parts: list[TemplatePart] = []
-    buf: list[str] = []
-    i, n = 0, len(template)
-    while i < n:
-        ch = template[i]
-        if ch == "{":
-            if template.startswith("{{", i):
-                buf.append("{")
-                i += 2
-                continue
-            close = template.find("}", i + 1)
-            if close < 0:
-                raise ValueError(f"'{{' at character {i + 1} is never closed (write {{{{ for a literal brace)")
-            inner = template[i + 1:close]
-            if "{" in inner:
-                raise ValueError(f"'{{' at character {i + 1} is never closed (write {{{{ for a literal brace)")
-            name, spec = inner, None
-            if ":" in inner:
-                head, _, tail = inner.rpartition(":")
-                name, spec = head, (tail or None)
-            name = name.strip()
-            if not name:
-                raise ValueError(f"empty field '{{{inner}}}' at character {i + 1}: put a column name between the braces")
-            parts.append(TemplatePart("".join(buf), name, spec))
-            buf = []
-            i = close + 1
-        elif ch == "}":
-            if template.startswith("}}", i):
-                buf.append("}")
-                i += 2
-                continue
-            raise ValueError(f"'}}' at character {i + 1} has no matching '{{' (write }}}} for a literal brace)")
-        else:
-            buf.append(ch)
-            i += 1
-    if buf or not parts:
-        parts.append(TemplatePart("".join(buf)))
-    return tuple(parts)
-
-
-def template_columns(template: str) -> list[str]:
-    """Column names a subject template reads, in order, without repeats."""
-    try:
-        parts = parse_template(template)
-    except ValueError:
-        return []
-    seen: dict[str, None] = {}
-    for p in parts:
-        if p.column is not None:
-            seen.setdefault(p.column, None)
-    return list(seen)
 
 
 @dataclass(frozen=True)
@@ -512,8 +444,21 @@ def _tidy_mapping(m: Mapping) -> Mapping:
 
 
 def validate_config(cfg: Config) -> None:
-    """Contradictions that make every row fail are config errors, raised before reading rows."""
+    """Contradictions that make every row fail are config errors, raised before reading rows.
+
+    One check per concern, in the order a person fixes a config: how to reach Graph and sign in,
+    who organizes, what a meeting is called and keyed by, when it is, then how the run behaves.
+    """
     where = _where(cfg.path)
+    _check_graph_and_auth(cfg, where)
+    _check_registrar(cfg, where)
+    _check_organizer(cfg, where)
+    _check_subject_and_keys(cfg.mapping, where)
+    _check_times(cfg.mapping, where)
+    _check_run(cfg, where)
+
+
+def _check_graph_and_auth(cfg: Config, where: str) -> None:
     m = cfg.mapping
     if cfg.graph.api_version not in ("v1.0", "beta"):
         raise ConfigError(f"{where}: [graph] api_version must be \"v1.0\" or \"beta\" "
@@ -546,7 +491,10 @@ def validate_config(cfg: Config) -> None:
             f"{where}: [mapping] thread_id (chatInfo) works only with the beta API: "
             "set api_version = \"beta\" in [graph], or remove thread_id."
         )
-    _check_registrar(cfg, where)
+
+
+def _check_organizer(cfg: Config, where: str) -> None:
+    m = cfg.mapping
     if not cfg.delegated and not (m.organizer or m.organizer_fixed or cfg.staff):
         raise ConfigError(
             f"{where}: [mapping] needs 'organizer' (a column) or 'organizer_fixed' with an app "
@@ -558,6 +506,9 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(
             f"{where}: [mapping] organizer_fixed \"{m.organizer_fixed}\" is neither an e-mail "
             "address (UPN) nor an Entra object ID (a GUID).")
+
+
+def _check_subject_and_keys(m: Mapping, where: str) -> None:
     if not m.subject.strip():
         raise ConfigError(f"{where}: [mapping] 'subject' is required, e.g. \"{{Course}}: {{Title}}\".")
     try:
@@ -571,6 +522,9 @@ def validate_config(cfg: Config) -> None:
             f"{where}: [mapping] needs 'keys' (columns that identify one class session, e.g. "
             "[\"CRN\", \"Date\"]) or 'external_id' (a column holding a unique id)."
         )
+
+
+def _check_times(m: Mapping, where: str) -> None:
     if (m.start or m.end) and (m.date or m.start_time or m.end_time):
         raise ConfigError(
             f"{where}: [mapping] use either 'start'/'end' date-time columns or 'date' with "
@@ -605,6 +559,10 @@ def validate_config(cfg: Config) -> None:
             f"{where}: time_zone \"{m.time_zone}\" is not an IANA time zone "
             f"(e.g. \"America/Chicago\").{hint}"
         ) from None
+
+
+def _check_run(cfg: Config, where: str) -> None:
+    m = cfg.mapping
     if cfg.run.concurrency < 1:
         raise ConfigError(f"{where}: [run] concurrency must be at least 1.")
     if not 1 <= cfg.run.max_concurrency <= 256:

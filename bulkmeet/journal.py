@@ -46,6 +46,7 @@ from typing import Any
 
 from bulkmeet import journal_sql as sql
 from bulkmeet.errors import BulkmeetError, ExitStatus, InputError
+from bulkmeet.journal_commit import GroupCommit, JournalClosed, Statements
 from bulkmeet.models import CREATED, MeetingInfo, MeetingResult, MeetingState
 from bulkmeet.runlock import RunLock, lock_path_for
 from bulkmeet.sync import ACTIVE, CANCELLED, DELETING, JournalledMeeting
@@ -121,6 +122,7 @@ class Journal:
     def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._commits = GroupCommit(self._lock, lambda: self._db)
         self._run_lock: RunLock | None = None
         self._run_id: int | None = None
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
@@ -203,6 +205,7 @@ class Journal:
         for column in sql.MEETINGS_ADDED_IN_2:
             if column not in columns:
                 db.execute(f"ALTER TABLE meetings ADD COLUMN {column} TEXT")
+        self._rebuild_meetings()
         (version,) = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
         if version is not None and version >= sql.SCHEMA_VERSION:
             return
@@ -218,6 +221,20 @@ class Journal:
                     now, None))
         db.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
                    (sql.SCHEMA_VERSION, _utc_now(), who))
+
+    def _rebuild_meetings(self) -> None:
+        """A ``meetings`` table made WITHOUT ROWID (bulkmeet 0.2.0) becomes a rowid table with
+        the same columns and key: its rows were too big for that layout (``journal_sql``)."""
+        db = self._db
+        (ddl,) = db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'meetings'").fetchone()
+        if "WITHOUT ROWID" not in " ".join(str(ddl).upper().split()):
+            return
+        db.execute(sql.MEETINGS_TABLE.format(name="meetings_rebuilt"))
+        db.execute(f"INSERT INTO meetings_rebuilt ({sql.MEETINGS_COLUMNS}) "
+                   f"SELECT {sql.MEETINGS_COLUMNS} FROM meetings")
+        db.execute("DROP TABLE meetings")
+        db.execute("ALTER TABLE meetings_rebuilt RENAME TO meetings")
 
     def _unusable(self, exc: sqlite3.Error) -> BulkmeetError:
         reason = str(exc) or type(exc).__name__
@@ -292,32 +309,19 @@ class Journal:
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         return self._write_all([(sql, params)])
 
-    def _write_all(self, statements: list[tuple[str, tuple[Any, ...]]]) -> int:
-        """Run the statements in one transaction (all or none); the last one's row id."""
-        with self._lock:
-            if self._db is None:
-                raise JournalWriteError(f"The journal {self.path} is already closed.")
-            db = self._db
-            try:
-                if len(statements) == 1:
-                    return db.execute(*statements[0]).lastrowid or 0
-                db.execute("BEGIN IMMEDIATE")
-                last = 0
-                for sql, params in statements:
-                    last = db.execute(sql, params).lastrowid or 0
-                db.execute("COMMIT")
-                return last
-            except sqlite3.Error as exc:
-                if db.in_transaction:
-                    try:
-                        db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
-                raise JournalWriteError(
-                    f"Cannot write to the journal {self.path} ({exc}). Results recorded so far "
-                    "are safe; fix the cause (free disk space, check the file is still there) "
-                    "and run again to finish the remaining rows."
-                ) from None
+    def _write_all(self, statements: Statements) -> int:
+        """Run the statements in one transaction (all or none), committed when this returns,
+        maybe together with other threads' writes (``journal_commit``); the last one's row id."""
+        try:
+            return self._commits.write(statements)
+        except JournalClosed:
+            raise JournalWriteError(f"The journal {self.path} is already closed.") from None
+        except sqlite3.Error as exc:
+            raise JournalWriteError(
+                f"Cannot write to the journal {self.path} ({exc}). Results recorded so far "
+                "are safe; fix the cause (free disk space, check the file is still there) "
+                "and run again to finish the remaining rows."
+            ) from None
 
     def record(self, result: MeetingResult, *, state: MeetingState | None = None,
                row: int | None = None, section: str | None = None) -> None:

@@ -70,8 +70,15 @@ CREATE TABLE IF NOT EXISTS organizers (
 # Format 2. ``meetings`` is updated in place (it is the current state, not a log); it changes only
 # when Graph confirmed something: a createOrGet answer, a PATCH answer showing the new values, a
 # DELETE's 204. ``operations`` is the log of PATCH/DELETE, so support can see what was sent.
-SCHEMA_2 = """
-CREATE TABLE IF NOT EXISTS meetings (
+#
+# ``meetings`` is an ordinary (rowid) table. It was first made WITHOUT ROWID, but a meeting's row
+# (join URL, meeting id, state JSON: ~1.1 KB) is over what a WITHOUT ROWID page keeps inline
+# (~1,000 bytes of a 4 KB page), so every row spilled into an overflow page of its own: 4.7 KB a
+# meeting, 23 MB of a 5,000-row journal's 30 MB, and more pages written per record.
+# ``Journal._migrate`` rebuilds such a table in place (same columns, same key: readers and older
+# bulkmeet versions see no difference, so the format number stays 2).
+MEETINGS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     organizer    TEXT NOT NULL,
     external_id  TEXT NOT NULL,
     meeting_id   TEXT NOT NULL,
@@ -84,7 +91,10 @@ CREATE TABLE IF NOT EXISTS meetings (
     updated_at   TEXT NOT NULL,
     section      TEXT,
     PRIMARY KEY (organizer, external_id)
-) WITHOUT ROWID;
+)"""
+MEETINGS_COLUMNS = ("organizer, external_id, meeting_id, status, state, join_url, fingerprint, "
+                    "row, version, updated_at, section")
+SCHEMA_2 = MEETINGS_TABLE.format(name="meetings") + """;
 CREATE TABLE IF NOT EXISTS operations (
     id           INTEGER PRIMARY KEY,
     run_id       INTEGER,

@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 
 from bulkmeet import meeting_options, times
 from bulkmeet.columns import check_columns, resolve_columns
-from bulkmeet.config import EMAIL_RE, GUID_RE, ROLES, Config, parse_template
+from bulkmeet.config import EMAIL_RE, GUID_RE, ROLES, Config
 from bulkmeet.filters import SkipFilter
 from bulkmeet.models import (
     ME,
@@ -56,6 +56,7 @@ from bulkmeet.models import (
     SkippedRow,
 )
 from bulkmeet.sheets import paused_gc
+from bulkmeet.templates import parse_template
 from bulkmeet.text import clean as clean_text
 
 # Fixed forever: changing it would give every existing meeting a new externalId, and the next run

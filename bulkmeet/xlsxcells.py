@@ -1,19 +1,26 @@
-"""Cells for the write-only .xlsx writers: values, number formats, status colours and links.
+"""Cells of the output workbook: values as ``<c>`` XML, number formats, status colours, links.
 
 Split from ``bulkmeet.report`` (which decides what goes in the output sheet) so that module stays
-about the sheet's content; this one is about how openpyxl's write-only mode stores a value. The
-formula rule is ``bulkmeet.cells``'; Excel's limits (32,767 characters a cell, 65,530 links a
-sheet) are kept here.
+about the sheet's content; this one is about how one value is stored in an .xlsx cell, for the
+streaming writer ``bulkmeet.xlsx_writer`` (which owns the package: zip, styles, sheet layout).
+The formula rule is ``bulkmeet.cells``'; Excel's limits (32,767 characters a cell, 65,530 links
+a sheet) are kept here.
+
+The cells are what openpyxl's write-only mode stored for the same values, so the files read back
+as before: text is an inline string, ``int``/``float``/``Decimal`` a number, ``bool`` a boolean,
+a naive date-time, date, time or duration an Excel serial with a date format (a zoned one is its
+exact ISO text: Excel has no time zones), anything else its text. Empty values are left out.
 """
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from bulkmeet.cells import neutralise
+from bulkmeet.cells import column_letter, neutralise
 from bulkmeet.models import (
     CANCELLED,
     CREATED,
@@ -28,10 +35,10 @@ from bulkmeet.models import (
     SKIPPED,
     UPDATED,
 )
+from bulkmeet.xlsx_writer import Style, escape_text
 
 __all__ = ["EXCEL_MAX_CHARS", "EXCEL_MAX_HYPERLINKS", "STATUS_COLOURS", "URL_COLUMNS",
-           "XlsxRowWriter", "XlsxStyles", "column_widths", "missing", "time_format", "width",
-           "xlsx_text"]
+           "XlsxRowWriter", "column_widths", "missing", "time_format", "width", "xlsx_text"]
 
 # Excel's documented limits: a cell holds at most 32,767 characters, a worksheet at most 65,530
 # hyperlinks (beyond that Excel "repairs" the file and drops them all).
@@ -39,8 +46,9 @@ EXCEL_MAX_CHARS = 32_767
 EXCEL_MAX_HYPERLINKS = 65_530
 _TRUNCATED = "… (truncated, see the CSV output or the log)"
 
-# Control characters that are not allowed in XML 1.0 (openpyxl refuses them).
-_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# Characters XML 1.0 does not allow (C0 controls but tab, LF, CR; lone surrogates; U+FFFE/FFFF):
+# a file holding one is unreadable, so they are dropped.
+_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 URL_COLUMNS = ("joinWebUrl", "meetingOptionsWebUrl")
 STATUS_COLOURS = {
     CREATED: "C6EFCE",  # green
@@ -55,6 +63,11 @@ STATUS_COLOURS = {
     ORPHANED: "FCE4D6",  # peach (Removed sheet): row gone, meeting still in Teams
     CANCELLED: "BFBFBF",  # dark grey (Removed sheet): deleted with --cancel-removed
 }
+FILL_COLOURS = tuple(STATUS_COLOURS.values())  # styles.xml's fills, in this order
+_STATUS_STYLES = {status: Style.fills(FILL_COLOURS)[colour]
+                  for status, colour in STATUS_COLOURS.items()}
+_DATE = Style.number_format("yyyy-mm-dd")
+_DURATION = Style.number_format("[hh]:mm:ss")
 
 
 def missing(value: Any) -> bool:
@@ -70,22 +83,6 @@ def time_format(value: datetime | time) -> str:
     return "hh:mm:ss" if value.second or value.microsecond else "hh:mm"
 
 
-class XlsxStyles:
-    """Style objects built once; openpyxl de-duplicates them into one style table entry each."""
-
-    def __init__(self) -> None:
-        from openpyxl.styles import Alignment, Font, PatternFill
-
-        self.header_font = Font(bold=True)
-        self.header_fill = PatternFill("solid", fgColor="F2F2F2")
-        self.header_align = Alignment(vertical="center")
-        self.status_fills = {
-            status: PatternFill("solid", fgColor=colour)
-            for status, colour in STATUS_COLOURS.items()
-        }
-        self.label_font = Font(bold=True)
-
-
 def xlsx_text(value: str) -> str:
     value = _ILLEGAL_XML.sub("", value)
     if len(value) > EXCEL_MAX_CHARS:
@@ -93,96 +90,116 @@ def xlsx_text(value: str) -> str:
     return neutralise(value)
 
 
-class XlsxRowWriter:
-    """Turns plain values into what write-only openpyxl should store, styling only where needed.
+def _text_cell(ref: str, text: str, style: str = "") -> str:
+    """An inline-string cell; white space at either end kept (``xml:space``), as openpyxl did."""
+    space = ' xml:space="preserve"' if text != text.strip() else ""
+    return (f'<c r="{ref}"{style} t="inlineStr"><is><t{space}>{escape_text(text)}</t></is></c>')
 
-    Styled cells are made once per (column, style) and reused row after row: write-only
-    ``append()`` serialises a row before it returns, and building a styled cell costs more than
-    writing it. (A test reads every row's colour and link back, so a change in openpyxl that
-    broke this would show.)
+
+def _serial(value: datetime | date | time | timedelta) -> str:
+    from openpyxl.utils.datetime import to_excel  # the same serials openpyxl wrote and reads
+
+    return repr(to_excel(value))
+
+
+class XlsxRowWriter:
+    """Turns one output line's values into a ``<row>`` of cells, styling only where needed.
+
+    The status cell gets its colour, a join or options URL its link (``hyperlinks``: the
+    sheet's (cell, url) list, at most ``max_hyperlinks``, Excel's limit; later URLs stay plain
+    text and are counted in ``hyperlinks_dropped``), dates their formats.
     """
 
-    def __init__(self, ws: Any, styles: XlsxStyles, columns: list[str],
-                 datetime_columns: frozenset[int] = frozenset(),
+    def __init__(self, columns: Sequence[str], datetime_columns: frozenset[int] = frozenset(),
                  max_hyperlinks: int = EXCEL_MAX_HYPERLINKS) -> None:
-        from openpyxl.cell import WriteOnlyCell
-
-        self._new_cell = WriteOnlyCell
-        self.ws = ws
-        self.styles = styles
-        self.status_index = columns.index("status")
-        self.url_indexes = [columns.index(c) for c in URL_COLUMNS if c in columns]
-        self.hyperlinks = 0
+        self.letters = [column_letter(i) for i in range(len(columns))]
+        self.status_index = list(columns).index("status")
+        self.url_indexes = frozenset(i for i, c in enumerate(columns) if c in URL_COLUMNS)
+        self.special = self.url_indexes | {self.status_index}
+        self.hyperlinks: list[tuple[str, str]] = []
         self.hyperlinks_dropped = 0
-        self._cells: dict[tuple[int, str], Any] = {}
         self.datetime_columns = datetime_columns
         self.max_hyperlinks = max_hyperlinks
 
-    def _styled(self, index: int, key: str, value: Any) -> Any:
-        cell = self._cells.get((index, key))
-        if cell is None:
-            cell = self._cells[(index, key)] = self._new_cell(self.ws)
-            if key in self.styles.status_fills:
-                cell.fill = self.styles.status_fills[key]
-            elif key == "link":
-                cell.style = "Hyperlink"
-            else:
-                cell.number_format = key
-        cell.value = value
-        return cell
-
-    def value(self, value: Any, index: int = -1) -> Any:
-        """The value or styled cell for column ``index`` (-1: a one-off cell, not reused)."""
+    def cell(self, ref: str, value: Any, index: int = -1, style: int = 0) -> str:
+        """The ``<c>`` for ``value`` at ``ref`` ("" when empty); ``index`` is its column (-1: a
+        one-off cell) and ``style`` a ``Style`` index for text and numbers (dates have theirs)."""
+        s = f' s="{style}"' if style else ""
         kind = type(value)
         if kind is str:
-            return xlsx_text(value)
+            text = xlsx_text(value)
+            return _text_cell(ref, text, s) if text else ""
         if value is None:
-            return None
-        if kind is int or kind is bool:
-            return value
+            return ""
+        if kind is bool:
+            return f'<c r="{ref}"{s} t="b"><v>{1 if value else 0}</v></c>'
+        if kind is int:
+            return f'<c r="{ref}"{s} t="n"><v>{value}</v></c>'
         if kind is float:
-            return value if math.isfinite(value) else (None if math.isnan(value) else str(value))
+            if math.isfinite(value):
+                return f'<c r="{ref}"{s} t="n"><v>{value!r}</v></c>'
+            return "" if math.isnan(value) else _text_cell(ref, str(value), s)
         if missing(value):
-            return None
+            return ""
         if isinstance(value, datetime):
             if value.tzinfo is not None:  # Excel has no time zones: keep the exact text instead
-                return value.isoformat()
+                return _text_cell(ref, value.isoformat(), s)
             if index not in self.datetime_columns and value.time() == time(0):
-                fmt = "yyyy-mm-dd"
+                fmt = _DATE
             else:
-                fmt = f"yyyy-mm-dd {time_format(value)}"
+                fmt = Style.number_format(f"yyyy-mm-dd {time_format(value)}")
         elif isinstance(value, date):
-            fmt = "yyyy-mm-dd"
+            fmt = _DATE
         elif isinstance(value, time):
             if value.tzinfo is not None:
-                return value.isoformat()
-            fmt = time_format(value)
-        elif isinstance(value, (int, float, Decimal, timedelta)):
-            return value
+                return _text_cell(ref, value.isoformat(), s)
+            fmt = Style.number_format(time_format(value))
+        elif isinstance(value, timedelta):
+            fmt = _DURATION
+        elif isinstance(value, (int, float, Decimal)):  # subclasses: numbers all the same
+            if isinstance(value, (float, Decimal)) and not math.isfinite(value):
+                return _text_cell(ref, str(value), s)
+            number = repr(float(value)) if isinstance(value, float) else str(value)
+            return f'<c r="{ref}"{s} t="n"><v>{number}</v></c>'
         else:
-            return xlsx_text(str(value))
-        if index < 0:
-            cell = self._new_cell(self.ws, value=value)
-            cell.number_format = fmt
-            return cell
-        return self._styled(index, fmt, value)
+            text = xlsx_text(str(value))
+            return _text_cell(ref, text, s) if text else ""
+        return f'<c r="{ref}" s="{fmt}" t="n"><v>{_serial(value)}</v></c>'
 
-    def row(self, values: list[Any], status: str) -> list[Any]:
-        out = [self.value(v, i) for i, v in enumerate(values)]
-        if status in self.styles.status_fills:
-            i = self.status_index
-            out[i] = self._styled(i, status, out[i])
-        for i in self.url_indexes:
-            url = out[i]
-            if isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) < 2000:
-                if self.hyperlinks >= self.max_hyperlinks:
-                    self.hyperlinks_dropped += 1
-                    continue
-                cell = self._styled(i, "link", url)
-                cell.hyperlink = url
-                out[i] = cell
-                self.hyperlinks += 1
-        return out
+    def header(self, names: Sequence[str], style: int) -> str:
+        cells = "".join(_text_cell(f"{self.letters[i]}1", xlsx_text(name), f' s="{style}"')
+                        for i, name in enumerate(names))
+        return f'<row r="1">{cells}</row>'
+
+    def row(self, values: Sequence[Any], status: str, number: int) -> str:
+        n = str(number)
+        letters, special, cell = self.letters, self.special, self.cell
+        parts = [f'<row r="{n}">']
+        append = parts.append
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            if i in special:
+                append(self._special(i, value, letters[i] + n, status))
+            elif type(value) is str:
+                text = xlsx_text(value)
+                if text:
+                    append(_text_cell(letters[i] + n, text))
+            else:
+                append(cell(letters[i] + n, value, i))
+        append("</row>")
+        return "".join(parts)
+
+    def _special(self, index: int, value: Any, ref: str, status: str) -> str:
+        if index == self.status_index:
+            return self.cell(ref, value, index, _STATUS_STYLES.get(status, 0))
+        url = xlsx_text(value) if type(value) is str else None
+        if url and url.startswith(("https://", "http://")) and len(url) < 2000:
+            if len(self.hyperlinks) < self.max_hyperlinks:
+                self.hyperlinks.append((ref, url))
+                return _text_cell(ref, url, f' s="{Style.LINK}"')
+            self.hyperlinks_dropped += 1
+        return self.cell(ref, value, index)
 
 
 def width(value: Any) -> int:

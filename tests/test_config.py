@@ -10,10 +10,9 @@ from bulkmeet.config import (
     ConfigError,
     load_config,
     parse_config,
-    parse_template,
-    template_columns,
 )
 from bulkmeet.errors import ExitStatus
+from bulkmeet.templates import parse_template, template_columns
 
 MINIMAL = """\
 [mapping]
