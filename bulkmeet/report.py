@@ -33,19 +33,19 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, time, tzinfo
 from decimal import Decimal
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from bulkmeet import __version__
-from bulkmeet.atomic import atomic_write, temp_file_for
-from bulkmeet.cells import neutralise
+from bulkmeet.atomic import atomic_write
+from bulkmeet.cells import column_letter, neutralise
 from bulkmeet.errors import BulkmeetError, ExitStatus, InputError
 from bulkmeet.models import (
     CANCELLED,
@@ -61,15 +61,15 @@ from bulkmeet.models import (
     SheetRow,
 )
 from bulkmeet.sync import REMOVED_COLUMNS, RemovedMeeting, removed_row
+from bulkmeet.xlsx_writer import SheetPart, Style, WorkbookWriter
 from bulkmeet.xlsxcells import (
     EXCEL_MAX_CHARS,
     EXCEL_MAX_HYPERLINKS,
+    FILL_COLOURS,
     STATUS_COLOURS,
     XlsxRowWriter,
-    XlsxStyles,
     column_widths,
     missing,
-    xlsx_text,
 )
 
 __all__ = [
@@ -317,156 +317,60 @@ def _sheet_title(name: str | None) -> str:
     return title
 
 
-def _abandon(ws: Any) -> None:
-    """Close a half-written write-only sheet now, while its temp file is open, and delete it.
-
-    Left to the garbage collector, openpyxl's row generator would try to finish its XML into an
-    already closed file and print an "exception ignored" traceback.
-    """
-    rows, writer = getattr(ws, "_rows", None), getattr(ws, "_writer", None)
-    for closer in (getattr(rows, "close", None), getattr(writer, "close", None)):
-        if closer is not None:
-            try:
-                closer()
-            except Exception:
-                pass
-    out = getattr(writer, "out", None)
-    if isinstance(out, str):
-        try:
-            os.remove(out)
-        except OSError:
-            pass
-
-
-def _scratch_file(ws: Any, output: Path | None) -> None:
-    """Keep openpyxl's per-sheet XML beside the output (``.NAME.XXXXXXXX.xml.tmp``), not in /tmp.
-
-    A run killed mid-write then leaves its scratch where the next run's clean-up
-    (``atomic.remove_stale_temp_files``) finds it, instead of filling the system's /tmp.
-    Call after the sheet's widths and panes are set: ``write_top`` writes them.
-    """
-    if output is None:
-        return
-    from openpyxl.worksheet._writer import ALL_TEMP_FILES, WorksheetWriter
-
-    fd, scratch = temp_file_for(output, ".xml.tmp")
-    os.close(fd)
-    ALL_TEMP_FILES.append(str(scratch))  # openpyxl's own clean-up list (it removes it when done)
-    ws._writer = WorksheetWriter(ws, out=str(scratch))
-    ws._writer.write_top()
-
-
-def _save(wb: Any, handle: BinaryIO) -> None:
-    """``wb.save(handle)``, but a failed write (disk full) leaves no half-closed objects behind.
-
-    Left alone, the zip archive's ``__del__`` and the sheets' row generators would each try to
-    finish writing later and print an "Exception ignored ... Traceback" block (cron mail).
-    """
-    import zipfile
-
-    from openpyxl.writer.excel import ExcelWriter
-
-    archive = zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
-    try:
-        ExcelWriter(wb, archive).save()
-    except BaseException:
-        archive.fp = None  # the temporary file is deleted: nothing more to write into it
-        for ws in wb.worksheets:
-            _abandon(ws)
-        raise
-
-
 def _write_xlsx(handle: BinaryIO, sheet: Sheet, columns: list[str],
                 rows: Iterator[tuple[list[Any], str]], summary: RunSummary,
                 line_count: int | None = None, scratch: Path | None = None,
                 removed: Sequence[RemovedMeeting] = (), time_zone: str | None = None) -> None:
-    from itertools import islice
-
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.utils import get_column_letter
-
-    styles = XlsxStyles()
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(_sheet_title(sheet.sheet_name))
-
+    """The workbook: the Results sheet streamed row by row, then Summary (and Removed)."""
     # Widths come from the header and the first rows; everything else is streamed.
     head = list(islice(rows, 500))
-    for index, width in enumerate(column_widths(columns, [v for v, _ in head]), start=1):
-        ws.column_dimensions[get_column_letter(index)].width = width
-    ws.freeze_panes = "A2"
-    last = get_column_letter(len(columns))
     lines = len(sheet.rows) if line_count is None else line_count
-    ws.auto_filter.ref = f"A1:{last}{lines + 1}"
+    ref = f"A1:{column_letter(len(columns) - 1)}{lines + 1}"
+    cells = XlsxRowWriter(columns, _datetime_columns(sheet), max_hyperlinks=EXCEL_MAX_HYPERLINKS)
+    results = SheetPart(_sheet_title(sheet.sheet_name), column_widths(columns, [v for v, _ in head]),
+                        ref, autofilter=ref, hyperlinks=cells.hyperlinks)
 
-    header = []
-    for name in columns:
-        cell = WriteOnlyCell(ws, value=xlsx_text(name))
-        cell.font = styles.header_font
-        cell.fill = styles.header_fill
-        cell.alignment = styles.header_align
-        header.append(cell)
-    _scratch_file(ws, scratch)
-    ws.append(header)
+    def result_rows() -> Iterator[str]:
+        yield cells.header(columns, Style.HEADER)
+        for number, (values, status) in enumerate(chain(head, rows), start=2):
+            yield cells.row(values, status, number)
 
-    writer = XlsxRowWriter(ws, styles, columns, _datetime_columns(sheet),
-                           max_hyperlinks=EXCEL_MAX_HYPERLINKS)
+    book = WorkbookWriter(handle, scratch_beside=scratch, fill_colours=FILL_COLOURS)
     try:
-        for values, status in head:
-            ws.append(writer.row(values, status))
-        for values, status in rows:
-            ws.append(writer.row(values, status))
-    except BaseException:
-        _abandon(ws)
-        raise
-
-    notes = list(summary.notes)
-    if writer.hyperlinks_dropped:
-        notes.append(
-            f"Excel allows {EXCEL_MAX_HYPERLINKS:,} links per sheet: the last "
-            f"{writer.hyperlinks_dropped:,} join URLs are plain text (copy them into a browser)."
-        )
-    try:  # a failure from here on (disk full) must not leave sheets half open: see _save
-        summary_ws = wb.create_sheet(SUMMARY_SHEET)
-        summary_ws.column_dimensions["A"].width = 28
-        summary_ws.column_dimensions["B"].width = 100
-        _scratch_file(summary_ws, scratch)
+        book.add_sheet(results, result_rows)
+        notes = list(summary.notes)
+        if cells.hyperlinks_dropped:
+            notes.append(
+                f"Excel allows {cells.max_hyperlinks:,} links per sheet: the last "
+                f"{cells.hyperlinks_dropped:,} join URLs are plain text (copy them into a browser)."
+            )
         rows_shown = _summary_rows(RunSummary(**{**asdict(summary), "notes": tuple(notes)}))
         if time_zone:  # the zone of startLocal/endLocal, right after the run's times
             rows_shown.insert(6, ("Local times (startLocal, endLocal)", time_zone))
-        for label, value in rows_shown:
-            cell = WriteOnlyCell(summary_ws, value=label)
-            cell.font = styles.label_font
-            summary_ws.append([cell, writer.value(value)])
+        summary_rows = [f'<row r="{n}">{cells.cell(f"A{n}", label, style=Style.LABEL)}'
+                        f'{cells.cell(f"B{n}", value)}</row>'
+                        for n, (label, value) in enumerate(rows_shown, start=1)]
+        book.add_sheet(SheetPart(SUMMARY_SHEET, (28, 100), f"A1:B{len(rows_shown)}",
+                                 freeze_header=False), summary_rows)
         if removed:
-            _removed_sheet(wb, styles, removed, scratch)
+            _removed_sheet(book, removed)
+        book.close()
     except BaseException:
-        for open_ws in wb.worksheets:
-            _abandon(open_ws)
+        book.abandon()  # a failure (disk full) leaves no half-closed zip or scratch behind
         raise
-    _save(wb, handle)
 
 
-def _removed_sheet(wb: Any, styles: XlsxStyles, removed: Sequence[RemovedMeeting],
-                   scratch: Path | None) -> None:
+def _removed_sheet(book: WorkbookWriter, removed: Sequence[RemovedMeeting]) -> None:
     """Meetings of this schedule whose rows are gone: orphaned (still in Teams) or cancelled."""
-    from openpyxl.cell import WriteOnlyCell
-
-    ws = wb.create_sheet(REMOVED_SHEET)
-    _scratch_file(ws, scratch)
-    for letter, width in zip("ABCDEFGHIJ", (11, 30, 40, 17, 45, 60, 22, 22, 38, 30), strict=True):
-        ws.column_dimensions[letter].width = width
-    ws.freeze_panes = "A2"
-    header = []
-    for name in REMOVED_COLUMNS:
-        cell = WriteOnlyCell(ws, value=name)
-        cell.font = styles.header_font
-        cell.fill = styles.header_fill
-        header.append(cell)
-    ws.append(header)
-    writer = XlsxRowWriter(ws, styles, list(REMOVED_COLUMNS))
-    for item in removed:
-        ws.append(writer.row(removed_row(item), item.status))
+    columns = list(REMOVED_COLUMNS)
+    cells = XlsxRowWriter(columns, max_hyperlinks=EXCEL_MAX_HYPERLINKS)
+    part = SheetPart(REMOVED_SHEET, (11, 30, 40, 17, 45, 60, 22, 22, 38, 30),
+                     f"A1:{column_letter(len(columns) - 1)}{len(removed) + 1}",
+                     hyperlinks=cells.hyperlinks)
+    rows = [cells.header(columns, Style.HEADER_PLAIN)]
+    rows.extend(cells.row(removed_row(item), item.status, number)
+                for number, item in enumerate(removed, start=2))
+    book.add_sheet(part, rows)
 
 
 # -- entry point -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import functools
 import os
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,24 @@ def _head(sheet: Sheet, mode: str) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class _Guess:
+    """What ``starter_config`` guessed from the headers and first values of a one-row-per-meeting
+    sheet; every field is a column name (or None when nothing fitted)."""
+
+    organizer: str | None
+    full_start: str | None
+    full_end: str | None
+    day: str | None
+    start_time: str | None
+    end_time: str | None
+    attendees: tuple[tuple[str, str], ...]
+    thread: str | None
+    subject: str
+    keys: tuple[str, ...]
+    date_order: str | None
+
+
 def starter_config(sheet: Sheet) -> str:
     """TOML text with comments, the mapping guessed from the sheet's headers and first values."""
     from bulkmeet.starter_patterns import registrar_starter
@@ -257,10 +276,22 @@ def starter_config(sheet: Sheet) -> str:
     registrar = registrar_starter(sheet)
     if registrar is not None:  # weekly patterns (a days column): a registrar export
         return registrar
-    cols = _Columns(sheet)
+    guess = _guess(sheet)
     lines: list[str] = []
-    add = lines.append
+    lines.extend(_head(sheet, "app" if guess.organizer else "delegated"))
+    lines.append("[mapping]")
+    lines.extend(_organizer_lines(guess))
+    lines.append("# Subject template: column names in braces, e.g. \"{Course} {Section}: {Title}\".")
+    lines.append(f"subject = {_q(guess.subject)}")
+    lines.extend(_when_lines(guess))
+    lines.extend(_attendee_and_key_lines(guess))
+    lines.append("")
+    lines.extend(RUN_SYNC_AND_SETTINGS)
+    return "\n".join(lines) + "\n"
 
+
+def _guess(sheet: Sheet) -> _Guess:
+    cols = _Columns(sheet)
     organizer = cols.find(_ORGANIZER, lambda vs: _mostly(vs, _is_address))
     if organizer is None:  # any column of addresses that is not students/TAs
         organizer = next((c for c in cols.names if c not in cols.used and cols.sample[c]
@@ -281,100 +312,109 @@ def starter_config(sheet: Sheet) -> str:
     if presenter:
         attendees.append((presenter, "presenter"))
     thread = cols.find(_THREAD)
+    subject = _guess_subject(sheet, cols)
+    ident = cols.find(_ID, take=False)
+    when_key = day or full_start
+    if ident:
+        keys = [ident] + ([when_key] if when_key else [])
+    else:
+        keys = [c for c in (cols.find(_COURSE, take=False), cols.find(_SECTION, take=False), when_key)
+                if c] or [sheet.columns[0]]
+    date_order = _guess_date_order(cols.sample[when_key]) if when_key else None
+    return _Guess(organizer, full_start, full_end, day, start_time, end_time, tuple(attendees),
+                  thread, subject, tuple(keys), date_order)
 
+
+def _guess_subject(sheet: Sheet, cols: _Columns) -> str:
     subject_col = cols.find(_SUBJECT, take=False)
     if subject_col and _department_codes(cols.sample[subject_col]):
         subject_col = None  # a registrar's "Subject" is the department (ACCT): never the title alone
     course = cols.find(_COURSE, take=False)
     section = cols.find(_SECTION, take=False)
     title = cols.find(_TITLE, take=False)
-    ident = cols.find(_ID, take=False)
     usable = [c for c in cols.names if "{" not in c and "}" not in c]
     if subject_col and subject_col in usable:
-        subject = _field(subject_col)
-    else:
-        head = " ".join(_field(c) for c in (course, section) if c and c in usable)
-        subject = f"{head}: {_field(title)}" if head and title in usable else head or (
-            _field(title) if title in usable else "")
-        if not subject:
-            first_text = next((c for c in usable if c not in cols.used), usable[0] if usable else None)
-            subject = _field(first_text) if first_text else "Class meeting"
-    when_key = day or full_start
-    if ident:
-        keys = [ident] + ([when_key] if when_key else [])
-    else:
-        keys = [c for c in (course, section, when_key) if c] or [sheet.columns[0]]
+        return _field(subject_col)
+    head = " ".join(_field(c) for c in (course, section) if c and c in usable)
+    subject = f"{head}: {_field(title)}" if head and title in usable else head or (
+        _field(title) if title in usable else "")
+    if not subject:
+        first_text = next((c for c in usable if c not in cols.used), usable[0] if usable else None)
+        subject = _field(first_text) if first_text else "Class meeting"
+    return subject
 
-    date_order = None
-    when_column = day or full_start
-    if when_column:
-        date_order = _guess_date_order(cols.sample[when_column])
-    lines.extend(_head(sheet, "app" if organizer else "delegated"))
-    add("[mapping]")
-    if organizer:
-        add(f"# Organizer of each meeting: e-mail/UPN or Entra object ID (guessed: column '{organizer}').")
-        add(f"organizer = {_q(organizer)}")
-    else:
-        add("# TODO: no organizer column found, so this file uses mode = \"delegated\" (meetings as")
-        add("# yourself). For app mode name the column with each organizer's e-mail or object ID:")
-        add("# organizer = \"Instructor Email\"")
-    add("# Subject template: column names in braces, e.g. \"{Course} {Section}: {Title}\".")
-    add(f"subject = {_q(subject)}")
-    if full_start:
+
+def _organizer_lines(g: _Guess) -> list[str]:
+    if g.organizer:
+        return [f"# Organizer of each meeting: e-mail/UPN or Entra object ID (guessed: column "
+                f"'{g.organizer}').", f"organizer = {_q(g.organizer)}"]
+    return ["# TODO: no organizer column found, so this file uses mode = \"delegated\" (meetings as",
+            "# yourself). For app mode name the column with each organizer's e-mail or object ID:",
+            "# organizer = \"Instructor Email\""]
+
+
+def _when_lines(g: _Guess) -> list[str]:
+    lines: list[str] = []
+    add = lines.append
+    if g.full_start:
         add("# When (guessed): full date-time columns.")
-        add(f"start = {_q(full_start)}")
-        if full_end:
-            add(f"end = {_q(full_end)}")
+        add(f"start = {_q(g.full_start)}")
+        if g.full_end:
+            add(f"end = {_q(g.full_end)}")
         else:
             add("# end = \"End\"   # TODO if the sheet has one; else the meeting lasts default_duration_minutes")
-    elif day and start_time:
+    elif g.day and g.start_time:
         add("# When (guessed): a date column and start/end time columns.")
-        add(f"date = {_q(day)}")
-        add(f"start_time = {_q(start_time)}")
-        if end_time:
-            add(f"end_time = {_q(end_time)}")
+        add(f"date = {_q(g.day)}")
+        add(f"start_time = {_q(g.start_time)}")
+        if g.end_time:
+            add(f"end_time = {_q(g.end_time)}")
         else:
             add("# end_time = \"End Time\"   # TODO if the sheet has one")
-    elif start_time:
+    elif g.start_time:
         # Times without dates: never a config that starts every meeting "now". This column does
         # not exist, so `bulkmeet validate` stops (exit 2) and names it until it is filled in.
         add("# TODO: the sheet has class times but no date column. Name the column with each class's")
         add("# date here; or, for weekly patterns (a days column such as MWF), use [pattern] and [term]")
         add("# instead (README \"Registrar exports\").")
         add("date = \"TODO: the date column\"")
-        add(f"start_time = {_q(start_time)}")
-        if end_time:
-            add(f"end_time = {_q(end_time)}")
+        add(f"start_time = {_q(g.start_time)}")
+        if g.end_time:
+            add(f"end_time = {_q(g.end_time)}")
     else:
         add("# TODO: no date/time columns found, so meetings start when they are created and last an")
         add("# hour. Map them with date + start_time + end_time, or start + end:")
         add("# date = \"Date\"")
         add("# start_time = \"Start Time\"")
         add("# end_time = \"End Time\"")
-    if day or full_start:
-        if date_order:
-            add(f"# Dates like 1/12/2027 in this sheet are {'day' if date_order == 'DMY' else 'month'}-first.")
+    if g.day or g.full_start:
+        if g.date_order:
+            add(f"# Dates like 1/12/2027 in this sheet are {'day' if g.date_order == 'DMY' else 'month'}-first.")
         else:
             add("# How to read 1/12/2027: \"MDY\" = January 12 (US), \"DMY\" = 1 December.")
-        add(f"date_order = {_q(date_order or 'MDY')}")
+        add(f"date_order = {_q(g.date_order or 'MDY')}")
     add("# default_duration_minutes = 60   # length of a meeting whose end cell is empty")
-    if attendees:
+    return lines
+
+
+def _attendee_and_key_lines(g: _Guess) -> list[str]:
+    lines: list[str] = []
+    add = lines.append
+    if g.attendees:
         add("# Attendee columns: addresses separated by ; or , (guessed).")
         items = [(_q(c) if role == "attendee" else f"{{ column = {_q(c)}, role = {_q(role)} }}")
-                 for c, role in attendees]
+                 for c, role in g.attendees]
         add(f"attendees = [{', '.join(items)}]")
     else:
         add("# attendees = [\"Students\", { column = \"TA\", role = \"presenter\" }]")
-    if thread:
+    if g.thread:
         add("# Teams chat to attach (needs api_version = \"beta\" in [graph]):")
-        add(f"# thread_id = {_q(thread)}")
+        add(f"# thread_id = {_q(g.thread)}")
     add("# The externalId that makes re-runs safe comes from these columns plus the organizer.")
     add("# TODO: name what identifies one class session (section id and day); leave out what may")
     add("# change (time, room, title, students), or every change makes a new meeting.")
-    add(f"keys = {_toml_list(keys)}")
-    add("")
-    lines.extend(RUN_SYNC_AND_SETTINGS)
-    return "\n".join(lines) + "\n"
+    add(f"keys = {_toml_list(list(g.keys))}")
+    return lines
 
 
 # Written commented out, so a new user finds them (README "Keeping Teams in step with the sheet").

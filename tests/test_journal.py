@@ -419,3 +419,34 @@ def test_a_journal_that_cannot_be_created_on_a_full_disk_is_exit_6(tmp_path: Pat
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.startswith("6 Cannot use the journal"), out.stdout + out.stderr
+
+
+# -- size ------------------------------------------------------------------------------------
+
+def test_a_meeting_costs_about_a_page_of_journal_not_two(jpath: Path) -> None:
+    """Rows as big as real Graph answers (long join and options URLs, meeting options in the
+    state): the journal stays near the data itself. It was 6 KB a row when ``meetings`` was
+    WITHOUT ROWID and each row took an overflow page of its own (bulkmeet.journal_sql)."""
+    from bulkmeet.models import MeetingState
+
+    settings = tuple((f"lobbyBypassSettings.option{i}", i % 2 == 0) for i in range(11))
+    with Journal.open(jpath) as journal:
+        for i in range(1000):
+            thread = f"19:meeting_{i:08d}{'Z' * 40}@thread.v2"
+            info = MeetingInfo(
+                meeting_id=f"MSp{i:08d}" + "x" * 160,
+                join_url=f"https://teams.microsoft.com/l/meetup-join/{thread}/0?context=" + "c" * 150,
+                join_meeting_id="495501513693", passcode="yspTkk",
+                dialin_url="https://dialin.teams.microsoft.com/" + "d" * 50,
+                conference_id="160721575", toll_number="+1 425-555-0100",
+                start_utc="2026-01-12T14:00:00.0000000Z", end_utc="2026-01-12T15:15:00.0000000Z",
+                subject="CS100-001: Data Structures",
+                options_url="https://teams.microsoft.com/meetingOptions/?" + "o" * 200,
+                toll_free_number="+1 800-555-0199")
+            state = MeetingState(subject=info.subject, start="2026-01-12T14:00:00Z",
+                                 end="2026-01-12T15:15:00Z", attendees=(), settings=settings)
+            journal.record(result(ext=f"{i:064x}", fp="f" * 64, meeting=info,
+                                  request_id="6aebc4ef-0788-47aa-b6c1-b9bcf145a206"),
+                           state=state, row=i + 2)
+    size = sum(p.stat().st_size for p in jpath.parent.glob(jpath.name + "*"))
+    assert size / 1000 < 1, f"{size / 1000:.0f} bytes a row"

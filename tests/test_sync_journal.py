@@ -169,3 +169,49 @@ def test_the_section_key_is_kept_added_to_older_journals_and_filled_in_later(tmp
         journal.remember_sections([(ORG, "ext-1", "sec-C")])  # only where none is known
         assert {k[1]: m.section for k, m in journal.meetings().items()} == {
             "ext-1": "sec-A", "ext-2": "sec-B"}
+
+
+# ``meetings`` as bulkmeet 0.2.0 made it (frozen history: never edit): WITHOUT ROWID, which sent
+# every row of ~1.1 KB into an overflow page of its own.
+MEETINGS_0_2_0 = """
+CREATE TABLE meetings (
+    organizer TEXT NOT NULL, external_id TEXT NOT NULL, meeting_id TEXT NOT NULL,
+    status TEXT NOT NULL, state TEXT NOT NULL, join_url TEXT, fingerprint TEXT, row INTEGER,
+    version INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL, section TEXT,
+    PRIMARY KEY (organizer, external_id)
+) WITHOUT ROWID
+"""
+
+
+def test_a_0_2_0_meetings_table_is_rebuilt_and_keeps_every_meeting(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    state = MeetingState(subject="CS101", start="2027-03-01T14:00:00Z",
+                         end="2027-03-01T14:50:00Z", attendees=(("a@x.example", "attendee"),),
+                         settings=(("allowMeetingChat", "enabled"),))
+    with Journal.open(path) as journal:
+        journal.record(result(), state=state, row=2, section="sec-A")
+        journal.record(result(ext="ext-2", mid="mid-2"), row=3)
+        journal.record(result(ext="ext-3", mid="mid-3"), row=4)
+        journal.delete_sent(journal.meetings()[(ORG, "ext-3")])
+        journal.update_confirmed(journal.meetings()[(ORG, "ext-2")],
+                                 MeetingState(subject="CS102", start="2027-03-02T14:00:00Z"),
+                                 result("updated", ext="ext-2", mid="mid-2"), row=3)
+        before = journal.meetings()
+    db = sqlite3.connect(path)
+    db.executescript(f"""ALTER TABLE meetings RENAME TO old; {MEETINGS_0_2_0};
+        INSERT INTO meetings SELECT * FROM old; DROP TABLE old;""")
+    db.close()
+    with Journal.open(path) as journal:
+        assert journal.meetings() == before
+        assert journal.meeting_versions() == {(ORG, "ext-1"): 0, (ORG, "ext-2"): 1,
+                                              (ORG, "ext-3"): 0}
+        journal.record(result(EXISTING, ext="ext-2", mid="mid-2"), row=5)  # the key still holds
+        assert len(journal.meetings()) == 3
+        assert journal.meetings()[(ORG, "ext-2")].row == 5
+    db = sqlite3.connect(path)
+    (ddl,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'meetings'").fetchone()
+    names = {n for (n,) in db.execute("SELECT name FROM sqlite_master")}
+    versions = [v for (v,) in db.execute("SELECT version FROM schema_version")]
+    db.close()
+    assert "WITHOUT ROWID" not in ddl.upper() and "meetings_rebuilt" not in names
+    assert versions == [2]  # same columns and key: still format 2
