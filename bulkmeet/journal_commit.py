@@ -124,6 +124,9 @@ class GroupCommit:
                     db.execute("COMMIT")
                 except sqlite3.Error:
                     _rollback(db)  # ... and try each alone below: a failure stays its caller's
+                except BaseException:
+                    _rollback(db)  # never leave the connection inside a transaction
+                    raise
                 else:
                     for w, rowid in zip(batch, rowids, strict=True):
                         w.rowid, w.finished = rowid, True
@@ -151,7 +154,7 @@ def _alone(db: sqlite3.Connection, statements: Statements) -> int:
         last = _run(db, statements)
         db.execute("COMMIT")
         return last
-    except sqlite3.Error:
+    except BaseException:
         _rollback(db)
         raise
 

@@ -8,7 +8,7 @@ from bulkmeet.models import CREATED, EXISTING, UPDATED
 
 # Format 1: results only. Format 2 adds ``meetings`` (the state Graph last confirmed for each
 # meeting, which sync compares the sheet with) and ``operations`` (every PATCH and DELETE, sent
-# and answered). A format-1 journal is upgraded in place when opened; see ``Journal._migrate``.
+# and answered). A format-1 journal is upgraded in place when opened; see ``bulkmeet.journal_format``.
 SCHEMA_VERSION = 2
 JOURNAL_SUFFIX = ".journal.sqlite"
 OK_STATUSES = (CREATED, EXISTING, UPDATED)
@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS organizers (
 # (join URL, meeting id, state JSON: ~1.1 KB) is over what a WITHOUT ROWID page keeps inline
 # (~1,000 bytes of a 4 KB page), so every row spilled into an overflow page of its own: 4.7 KB a
 # meeting, 23 MB of a 5,000-row journal's 30 MB, and more pages written per record.
-# ``Journal._migrate`` rebuilds such a table in place (same columns, same key: readers and older
+# ``journal_format`` rebuilds such a table in place (same columns, same key: readers and older
 # bulkmeet versions see no difference, so the format number stays 2).
 MEETINGS_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (

@@ -2,8 +2,8 @@
 
 Why our own: the output sheet is rewritten on every run, also on a no-op rerun where nothing
 changed, and openpyxl's write-only mode spent about 70 % of that writing time building a cell
-object per value and serialising it through ElementTree (5,000 lines x 33 columns: 1.2 CPU s, a
-CSV of the same lines 0.1 s). The workbook bulkmeet writes is always the same simple shape: a
+object per value and serialising it through ElementTree (5,000 lines x 33 columns: 2.1 CPU s
+against 0.2 s for a CSV of the same lines; this writer: 0.44 s). The workbook bulkmeet writes is always the same simple shape: a
 few worksheets of inline-string, number, boolean and date cells, a dozen fixed styles (bold
 header, status fills, date formats, the Hyperlink style), frozen header, autofilter, column
 widths and external hyperlinks. This module writes exactly that, as text, straight from the
@@ -19,7 +19,8 @@ What it keeps exact, as openpyxl did (tests read the files back with openpyxl an
   format, so they are real date cells;
 * a worksheet's XML is streamed into a scratch file beside the output (``.NAME.XXXX.xml.tmp``,
   which ``atomic.remove_stale_temp_files`` clears after a crash), then deflated into the
-  archive with its size known, so an ordinary sheet needs no Zip64 records.
+  archive with its size known, so an ordinary sheet needs no Zip64 records. Deflate runs at
+  level 1: on 50,000 lines it saves 0.5 of 2.9 CPU s for a file 23 % larger (9.6 MB, not 7.8).
 
 Not a general writer: no shared strings, formulas, merged cells or comments; nothing else here
 needs them.
@@ -187,7 +188,7 @@ class WorkbookWriter:
 
     def __init__(self, handle: BinaryIO, *, scratch_beside: Path | None,
                  fill_colours: Sequence[str]) -> None:
-        self._archive = zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED, compresslevel=6)
+        self._archive = zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
         self._scratch_beside = scratch_beside
         self._fill_colours = tuple(fill_colours)
         self._sheets: list[SheetPart] = []
@@ -245,7 +246,7 @@ class WorkbookWriter:
         self._archive.close()
 
     def abandon(self) -> None:
-        self._archive.fp = None  # type: ignore[assignment]  # nothing more goes into the file
+        self._archive.fp = None  # nothing more goes into the file
         if self._scratch is not None:
             try:
                 os.remove(self._scratch)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from bulkmeet.cells import column_letter, neutralise
+from bulkmeet.cells import FORMULA_STARTS, column_letter, neutralise
 from bulkmeet.models import (
     CANCELLED,
     CREATED,
@@ -66,8 +67,10 @@ STATUS_COLOURS = {
 FILL_COLOURS = tuple(STATUS_COLOURS.values())  # styles.xml's fills, in this order
 _STATUS_STYLES = {status: Style.fills(FILL_COLOURS)[colour]
                   for status, colour in STATUS_COLOURS.items()}
+_MAYBE_QUOTED = frozenset(FORMULA_STARTS) | {"'"}  # what neutralise looks at
 _DATE = Style.number_format("yyyy-mm-dd")
 _DURATION = Style.number_format("[hh]:mm:ss")
+_SERIALS_KEPT = 20_000  # date serials remembered per sheet (a term repeats its dates and times)
 
 
 def missing(value: Any) -> bool:
@@ -84,10 +87,13 @@ def time_format(value: datetime | time) -> str:
 
 
 def xlsx_text(value: str) -> str:
+    """Text as a cell holds it: no XML-illegal characters, at most Excel's length, neutralised."""
     value = _ILLEGAL_XML.sub("", value)
     if len(value) > EXCEL_MAX_CHARS:
         value = value[: EXCEL_MAX_CHARS - len(_TRUNCATED)] + _TRUNCATED
-    return neutralise(value)
+    # ``neutralise`` only ever changes text that starts like a formula or with a quote; asking
+    # only then is the same rule, minus two function calls on nearly every cell.
+    return neutralise(value) if value[:1] in _MAYBE_QUOTED else value
 
 
 def _text_cell(ref: str, text: str, style: str = "") -> str:
@@ -96,10 +102,13 @@ def _text_cell(ref: str, text: str, style: str = "") -> str:
     return (f'<c r="{ref}"{style} t="inlineStr"><is><t{space}>{escape_text(text)}</t></is></c>')
 
 
-def _serial(value: datetime | date | time | timedelta) -> str:
-    from openpyxl.utils.datetime import to_excel  # the same serials openpyxl wrote and reads
+@cache
+def _to_excel() -> Callable[[Any], float]:
+    """openpyxl's conversion: the same serials it wrote and reads back (imported on first use,
+    so a CSV run never imports openpyxl)."""
+    from openpyxl.utils.datetime import to_excel
 
-    return repr(to_excel(value))
+    return cast(Callable[[Any], float], to_excel)
 
 
 class XlsxRowWriter:
@@ -120,6 +129,15 @@ class XlsxRowWriter:
         self.hyperlinks_dropped = 0
         self.datetime_columns = datetime_columns
         self.max_hyperlinks = max_hyperlinks
+        self._serials: dict[Any, str] = {}
+
+    def _serial(self, value: datetime | date | time | timedelta) -> str:
+        text = self._serials.get(value)
+        if text is None:
+            if len(self._serials) >= _SERIALS_KEPT:
+                self._serials.clear()
+            text = self._serials[value] = repr(_to_excel()(value))
+        return text
 
     def cell(self, ref: str, value: Any, index: int = -1, style: int = 0) -> str:
         """The ``<c>`` for ``value`` at ``ref`` ("" when empty); ``index`` is its column (-1: a
@@ -164,11 +182,12 @@ class XlsxRowWriter:
         else:
             text = xlsx_text(str(value))
             return _text_cell(ref, text, s) if text else ""
-        return f'<c r="{ref}" s="{fmt}" t="n"><v>{_serial(value)}</v></c>'
+        return f'<c r="{ref}" s="{fmt}" t="n"><v>{self._serial(value)}</v></c>'
 
     def header(self, names: Sequence[str], style: int) -> str:
-        cells = "".join(_text_cell(f"{self.letters[i]}1", xlsx_text(name), f' s="{style}"')
-                        for i, name in enumerate(names))
+        cells = "".join(_text_cell(f"{self.letters[i]}1", text, f' s="{style}"') if text
+                        else f'<c r="{self.letters[i]}1" s="{style}"/>'  # styled, even empty
+                        for i, text in enumerate(map(xlsx_text, names)))
         return f'<row r="1">{cells}</row>'
 
     def row(self, values: Sequence[Any], status: str, number: int) -> str:
