@@ -218,8 +218,8 @@ HOSTILE_URLS = [
      "(xn--grph-63d.microsoft.com)."),
     ("http://127.0.0.1\x1b]0;owned\x07:8443",
      "'http://127.0.0.1\\x1b]0;owned\\x07:8443' contains a space or control character: remove it."),
-    ("http://[::ffff:10.0.0.1]:8443",
-     "'http://[::ffff:10.0.0.1]:8443' must be an https:// URL (plain http is allowed only for a "
+    ("http://[::ffff:192.0.2.1]:8443",
+     "'http://[::ffff:192.0.2.1]:8443' must be an https:// URL (plain http is allowed only for a "
      "loopback address such as 127.0.0.1)."),
 ]
 
