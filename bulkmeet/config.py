@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bulkmeet import ids, meeting_options
-from bulkmeet.errors import BulkmeetError, ConfigError
+from bulkmeet.errors import BulkmeetError, ConfigError, did_you_mean
 from bulkmeet.filters import SkipRule, parse_skip_rules
 from bulkmeet.ids import EMAIL_RE, GUID_RE  # the rules live in ids; plan and starter read them here
 from bulkmeet.patterns import PatternSettings, parse_pattern_settings
@@ -259,8 +259,7 @@ def _build(cls: type, table: Any, section: str, path: Path | None) -> Any:
                     f"{where}: [{section}] '{key}' looks like a secret, and secrets never go in the "
                     "config file: remove it, and put the value in the environment variable named "
                     "by client_secret_env (or a file named by client_secret_file).")
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(key, known)
             if key in _TOP_LEVEL_KEYS:  # TOML puts every key after [graph] into [graph]
                 hint = (f" {key} belongs at the top of the file, above the first [section] (or "
                         "under [mapping]): move that line up.")

@@ -6,6 +6,8 @@ The CLI catches ``BulkmeetError`` and prints ``str(exc)``; nothing else reaches 
 """
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from enum import IntEnum
 
 
@@ -101,3 +103,12 @@ class WriteError(BulkmeetError):
 
 class UnsafeURLError(ConfigError):
     """A Graph or authority URL that would send a token in clear text or off this machine."""
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """The " Did you mean 'x'?" tail of an unknown-key message, or "" when nothing is close.
+
+    One home for the hint, so every config section (and its own parser module) words it alike.
+    """
+    close = difflib.get_close_matches(value, sorted(choices), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""

@@ -11,14 +11,13 @@ whole cell (case ignored): ``pattern = "TBA|ARR.*"``. The first rule that matche
 """
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bulkmeet import text, times
-from bulkmeet.errors import ConfigError
+from bulkmeet.errors import ConfigError, did_you_mean
 
 _KEYS = ("column", "equals", "one_of", "pattern", "reason")
 
@@ -54,9 +53,7 @@ def parse_skip_rules(raw: Any, where: str) -> tuple[SkipRule, ...]:
         w = f"{where}: [[skip]] rule {n}"
         for key in entry:
             if key not in _KEYS:
-                close = difflib.get_close_matches(key, _KEYS, n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else ""
-                raise ConfigError(f"{w}: unknown key '{key}'.{hint}")
+                raise ConfigError(f"{w}: unknown key '{key}'.{did_you_mean(key, _KEYS)}")
         column = entry.get("column")
         if not isinstance(column, str) or not column.strip():
             raise ConfigError(f"{w} needs column = \"...\" (the column to look at).")

@@ -167,17 +167,13 @@ class PatternSettings:
 
 
 def parse_pattern_settings(raw: Any, where: str) -> PatternSettings:
-    from bulkmeet.errors import ConfigError
+    from bulkmeet.errors import ConfigError, did_you_mean
 
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: [pattern] must be a table.")
     for key, value in raw.items():
         if key not in _KEYS:
-            import difflib
-
-            close = difflib.get_close_matches(key, _KEYS, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"{where}: unknown key '{key}' in [pattern].{hint}")
+            raise ConfigError(f"{where}: unknown key '{key}' in [pattern].{did_you_mean(key, _KEYS)}")
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{where}: [pattern] {key} must be a text value in quotes.")
     wanted = ("days", "times") if "times" in raw else ("days", "start_time", "end_time")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkmeet import text
-from bulkmeet.errors import ConfigError, InputError
+from bulkmeet.errors import ConfigError, InputError, did_you_mean
 
 _KEYS = ("column", "directory", "upn_column", "name_column", "last_name_column",
          "first_name_column", "id_column", "separator", "others_role", "fallback_organizer")
@@ -57,9 +57,7 @@ def parse_staff_settings(raw: Any, where: str, base_dir: Path | None) -> StaffSe
         raise ConfigError(f"{where}: [staff] must be a table.")
     for key, value in raw.items():
         if key not in _KEYS:
-            close = difflib.get_close_matches(key, _KEYS, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"{where}: unknown key '{key}' in [staff].{hint}")
+            raise ConfigError(f"{where}: unknown key '{key}' in [staff].{did_you_mean(key, _KEYS)}")
         if not isinstance(value, str):
             raise ConfigError(f"{where}: [staff] {key} must be a text value in quotes.")
     vals = {k: v.strip() for k, v in raw.items() if k != "separator"}

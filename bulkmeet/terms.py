@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkmeet import text, times
-from bulkmeet.errors import ConfigError, InputError
+from bulkmeet.errors import ConfigError, InputError, did_you_mean
 
 MAX_TERM_DAYS = 400  # a "term" longer than this is a typo in a year
 _RANGE = re.compile(r"^(?P<a>.+?)\s*(?:\.\.|\bto\b|\s[-–—]\s|\s*[–—]\s*)\s*(?P<b>.+)$", re.I)
@@ -168,11 +168,8 @@ def parse_term_settings(raw: Any, where: str, base_dir: Path | None, date_order:
         raise ConfigError(f"{where}: [term] must be a table.")
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0], sorted(_KEYS), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}' in [term].{hint}")
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}' in [term]."
+                          f"{did_you_mean(unknown[0], _KEYS)}")
     for key in ("column", "table", "first_day_column", "last_day_column"):
         if key in raw and not (isinstance(raw[key], str) and raw[key].strip()):
             raise ConfigError(f"{where}: [term] {key} must be a text value in quotes.")
