@@ -312,6 +312,8 @@ def publish_run(targets: Targets, config: Config, sheet: Sheet, requests: Sequen
     (the run then exits 6); the others are still written. The results sheet and the journal are
     complete by then, so nothing is lost and the next run rewrites the files.
     """
+    if targets.calendars is None and targets.handouts is None and targets.report is None:
+        return Published((), None, None, None)  # nothing asked for: not even the journal read
     cal_index, hand_index = _read_index(targets.calendars), _read_index(targets.handouts)
     known = cal_index.get("sections", {})
     meetings = published_meetings(

@@ -19,7 +19,7 @@ from bulkmeet.models import CANCELLED, CREATED, ORPHANED, MeetingInfo, RowOutcom
 from bulkmeet.report import STATUS_COLOURS, RunSummary, write_output
 from bulkmeet.sheets import read_sheet
 from bulkmeet.sync import RemovedMeeting
-from bulkmeet.xlsxcells import xlsx_text
+from bulkmeet.xlsxcells import excel_serial, xlsx_text
 
 SUMMARY = RunSummary("s", "o", "", "", 1, 0, 0, 0, 0, 0)
 
@@ -63,6 +63,15 @@ def test_any_text_reads_back_exactly_as_the_cell_holds_it(tmp_path_factory, cell
                             .replace("\ufffe", ""))))
 def test_the_fast_path_of_xlsx_text_is_the_neutralise_rule(text: str) -> None:
     assert xlsx_text(text) == neutralise(text)  # for text XML can carry as it is
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.datetimes(), st.dates(), st.times(), st.timedeltas()))
+def test_excel_serials_are_openpyxls_to_the_last_bit(value) -> None:
+    """Our serial (openpyxl is not imported for it) is the float openpyxl writes and reads."""
+    from openpyxl.utils.datetime import to_excel
+
+    assert excel_serial(value).hex() == float(to_excel(value)).hex()
 
 
 def test_numbers_dates_and_durations_keep_their_types_and_values(tmp_path: Path) -> None:
