@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install check test demo demo-registrar bench bench-smoke bench-registrar clean browser
+.PHONY: install check test demo demo-registrar bench bench-smoke bench-registrar bench-http clean browser
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11 or python3 on PATH)"; exit 2; }
@@ -53,6 +53,10 @@ demo-registrar: $(STAMP)
 ## make bench-registrar: 5,000 sections -> ~150,000 sessions read, filtered, joined and planned
 bench-registrar: $(STAMP)
 	$(BIN)/python bench/registrar.py
+
+## make bench-http: the HTTP clients alone (requests, urllib3, http.client, bulkmeet's http11)
+bench-http: $(BENCH_STAMP)
+	$(BIN)/python bench/http_clients.py
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from bulkmeet import sync
 from bulkmeet.config import Config
-from bulkmeet.graph import GraphGateway, GraphResponse
+from bulkmeet.graph import CANCEL, UPDATE, GraphGateway, GraphResponse
 from bulkmeet.journal import Journal, JournalWriteError
 from bulkmeet.models import (
     CREATED,
@@ -218,7 +218,8 @@ class _Updates:
                      f"not be updated ({update.description}); the next run makes a new one for "
                      "this row.")
         else:
-            reason = done.error or (self.runner.describe(req.organizer, response, done.attempts)
+            reason = done.error or (self.runner.describe(req.organizer, response, done.attempts,
+                                                         UPDATE)
                                     if response is not None else "it was never sent")
             error = f"The update ({update.description}) was not applied: {reason}"
         kept = prior.meeting if prior is not None else None
@@ -306,7 +307,8 @@ def send_cancels(make_runner: MakeRunner, journal: Journal, targets: Sequence[Re
             outcome = replace(target, status=sync.REMOVED_CANCELLED,
                               reason=f"{target.reason}; cancelled{gone}")
         else:
-            reason = done.error or (runner.describe(target.organizer, response, done.attempts)
+            reason = done.error or (runner.describe(target.organizer, response, done.attempts,
+                                                    CANCEL)
                                     if response is not None else "it was never sent")
             final = response is not None and response.status is not None and \
                 response.status < 500 and response.status != 429

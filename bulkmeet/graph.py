@@ -335,9 +335,28 @@ def is_access_policy_error(response: GraphResponse) -> bool:
             or POLICY_MESSAGE.lower() in response.error_message.lower())
 
 
+# What a call was doing, for the sentences below: createOrGet, PATCH, DELETE, GET.
+CREATE, UPDATE, CANCEL, READ = "create", "update", "cancel", "read"
+_DOING = {CREATE: "create meetings", UPDATE: "change meetings", CANCEL: "delete meetings",
+          READ: "read meetings"}
+_REJECTED = {
+    CREATE: "the request for this row: check its times (end after start), subject and attendee "
+            "addresses.",
+    UPDATE: "the update for this row: check its times (end after start), subject, attendee "
+            "addresses and meeting options.",
+    CANCEL: "the cancellation; nothing was deleted. Report it to Microsoft with the request id.",
+    READ: "the check of this meeting; nothing was changed. Report it to Microsoft with the "
+          "request id.",
+}
+
+
 def describe_failure(response: GraphResponse, *, organizer: str, client_id: str | None = None,
-                     attempts: int = 1, organizer_id: str | None = None) -> str:
-    """One sentence for the ``error`` column: Graph's code and message, then what to do."""
+                     attempts: int = 1, organizer_id: str | None = None,
+                     action: str = CREATE) -> str:
+    """One sentence for the ``error`` column: Graph's code and message, then what to do.
+
+    ``action`` (CREATE, UPDATE, CANCEL, READ) is what the call was for: a 403 on a PATCH must
+    not tell the admin the app cannot *create* meetings."""
     code = response.error_code or (str(response.status) if response.status else "")
     graph_says = f"{code}: {response.error_message}".strip(": ").rstrip(".") if response.status else ""
     if response.failure == TLS:  # detail is the sentence (http.tls_failure_message)
@@ -365,7 +384,7 @@ def describe_failure(response: GraphResponse, *, organizer: str, client_id: str 
         )
     if status == 403:
         return (
-            f"403 {graph_says}. The app is not allowed to create meetings: grant the "
+            f"403 {graph_says}. The app is not allowed to {_DOING[action]}: grant the "
             "OnlineMeetings.ReadWrite.All application permission (delegated: OnlineMeetings."
             "ReadWrite) in the Azure portal and click 'Grant admin consent'."
         )
@@ -379,6 +398,5 @@ def describe_failure(response: GraphResponse, *, organizer: str, client_id: str 
         return (f"401 {graph_says}. Graph rejected the access token even after a fresh one was "
                 "fetched: check the tenant id and that the app is registered in that tenant.")
     if status == 400:
-        return (f"400 {graph_says}. Graph rejected the request for this row: check its times "
-                "(end after start), subject and attendee addresses.")
+        return f"400 {graph_says}. Graph rejected {_REJECTED[action]}"
     return f"{status} {graph_says}. Graph refused the request."

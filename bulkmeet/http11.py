@@ -1,10 +1,11 @@
 """A lean HTTP/1.1 client for the calls bulkmeet makes by the thousand: keep-alive, verified TLS.
 
 Why not urllib3 (which requests is built on) for Graph: bench scenario 4 measured the client as
-the bottleneck of a fast tenant, and urllib3 over ``http.client`` spent ~0.27 ms of CPU per
-createOrGet on one core, over half of it in ``http.client.parse_headers`` (the ``email``
-package's parser, for five headers). This client does the same exchange in ~0.09 ms
-(``bench/http_clients.py`` prints both). It does only what bulkmeet's Graph calls need:
+the bottleneck of a fast tenant, and urllib3 over ``http.client`` spent ~0.26 ms of CPU per
+createOrGet on one core (0.45 ms with 8 threads contending for the GIL), much of it in
+``http.client.parse_headers`` (the ``email`` package's parser, for five headers). This client
+does the same exchange in ~0.10 ms (0.11 ms with 8 threads); ``bench/http_clients.py`` prints
+requests, urllib3, http.client and this side by side. It does only what bulkmeet's Graph calls need:
 
 - one request at a time per connection, connections kept alive in a small pool (one per worker);
 - the request written in one ``sendall`` with Nagle off (see ../shared/design.md: Nagle plus

@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -347,27 +347,10 @@ def _run_import(
         if to_send or sync_plan.updates or apply.cancel_targets(sync_plan):
             gateway = gateway_factory(cfg) if gateway_factory else _http_gateway(
                 cfg, options.concurrency)
-            stop = stop or threading.Event()
             try:
-                if to_send:
-                    try:
-                        sent = _send(options, gateway, to_send, journal, outcomes, stop,
-                                     progress or NoProgress())
-                    except journals.JournalWriteError as exc:  # disk full mid-run
-                        raise _output_after_journal_failure(options, sheet, to_send, outcomes,
-                                                            output, started, exc) from None
-                try:
-                    applied = apply.run_phases(
-                        sync_plan, to_send, journal, outcomes, cfg,
-                        lambda organizers: _runner(options, gateway, journal, organizers, stop),
-                        stop, retry_failed=options.mode == RETRY_FAILED)
-                except journals.JournalWriteError as exc:  # disk full during updates/cancels
-                    raise _output_after_journal_failure(options, sheet, to_send, outcomes,
-                                                        output, started, exc) from None
-                removed = applied.removed
-                sent = replace(sent, requests=sent.requests + applied.requests,
-                               throttled=sent.throttled + applied.throttled,
-                               interrupted=sent.interrupted or applied.interrupted)
+                sent, removed = _call_graph(options, gateway, sheet, sync_plan, to_send, journal,
+                                            outcomes, (output, started), stop or threading.Event(),
+                                            progress or NoProgress())
             finally:
                 gateway.close()
         _mark_unsent(to_send, outcomes, sent.interrupted)
@@ -381,6 +364,30 @@ def _run_import(
                                         outcomes, summary.as_dict(), journal, removed)
     return RunOutcome(summary, published.exit_status(_exit_status(summary, sent.interrupted)),
                       output, outcomes, published, removed=tuple(removed))
+
+
+def _call_graph(options: RunOptions, gateway: GraphGateway, sheet: Sheet,
+                sync_plan: sync.SyncPlan, to_send: list[MeetingRequest],
+                journal: journals.Journal, outcomes: Outcomes, where: tuple[Path, str],
+                stop: threading.Event, progress: Progress
+                ) -> tuple[_Sent, tuple[sync.RemovedMeeting, ...]]:
+    """createOrGet for ``to_send``, then the sync phases (PATCH, DELETE). A journal that cannot
+    be written (disk full) ends the run here, after the output sheet says what was done."""
+    output, started = where
+    sent = _Sent()
+    try:
+        if to_send:
+            sent = _send(options, gateway, to_send, journal, outcomes, stop, progress)
+        applied = apply.run_phases(
+            sync_plan, to_send, journal, outcomes, options.config,
+            lambda organizers: _runner(options, gateway, journal, organizers, stop),
+            stop, retry_failed=options.mode == RETRY_FAILED)
+    except journals.JournalWriteError as exc:  # disk full mid-run
+        raise _output_after_journal_failure(options, sheet, to_send, outcomes, output, started,
+                                            exc) from None
+    return replace(sent, requests=sent.requests + applied.requests,
+                   throttled=sent.throttled + applied.throttled,
+                   interrupted=sent.interrupted or applied.interrupted), applied.removed
 
 
 def _dry_run(options: RunOptions, sheet: Sheet, the_plan: planning.Plan, outcomes: Outcomes,
@@ -446,7 +453,8 @@ def _send(options: RunOptions, gateway: GraphGateway, to_send: list[MeetingReque
     ids, problems = _resolve(gateway, (r.organizer for r in to_send), journal, cfg, stop)
     recorder = _Recorder(journal, to_send, outcomes, progress, stop)
     month = this_month()
-    quota = MeetingQuota(journal.created_in_month(month), month)
+    quota = MeetingQuota(journal.created_in_month(month), month,
+                         identity=_user_identity(ids, journal.resolved_organizers()))
     runner = Runner(
         gateway, concurrency=options.concurrency or cfg.run.concurrency,
         max_concurrency=cfg.run.max_concurrency, batch=cfg.run.batch,
@@ -509,6 +517,17 @@ def _mark_unsent(to_send: list[MeetingRequest], outcomes: Outcomes, interrupted:
                 req.row, PENDING, external_id=req.external_id, session=req.session,
                 error="Not sent: the run was stopped before this row; run bulkmeet again "
                       "to finish." if interrupted else "Not sent in this run.")
+
+
+def _user_identity(ids: Mapping[str, str], known: Mapping[str, str]) -> Callable[[str], str]:
+    """Organizer as written -> the user Graph counts meetings for (the object id when known;
+    UPNs and ids compared without case), so the monthly quota counts each teacher once."""
+    def identity(organizer: str) -> str:
+        if GUID.match(organizer):
+            return organizer.lower()
+        oid = ids.get(organizer) or known.get(organizer) or known.get(organizer.lower())
+        return (oid or organizer).lower()
+    return identity
 
 
 def _resolve(gateway: GraphGateway, organizers: Iterable[str], journal, cfg: Config,

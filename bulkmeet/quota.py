@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
@@ -29,42 +29,58 @@ def this_month() -> str:
 
 
 class MeetingQuota:
-    """Meetings created per organizer in ``month``; thread-safe."""
+    """Meetings created per organizer in ``month``; thread-safe.
+
+    Graph counts per user, whatever the sheet called them: ``identity`` maps an organizer as
+    written (a UPN, an object id in any case) to the user it is, so that a teacher written as
+    ``ada@school.example`` last week and by object id today is counted once. The journal's
+    counts are folded by it too. Notes name the organizer as this run wrote them.
+    """
 
     def __init__(self, used: Mapping[str, int] | None = None, month: str | None = None,
-                 cap: int = MONTHLY_MEETING_CAP) -> None:
+                 cap: int = MONTHLY_MEETING_CAP,
+                 identity: Callable[[str], str] | None = None) -> None:
         self.cap = cap
         self.month = month or this_month()
-        self._used = dict(used or {})
+        self._identity = identity or (lambda organizer: organizer)
+        self._used: dict[str, int] = {}
+        for organizer, n in (used or {}).items():
+            key = self._identity(organizer)
+            self._used[key] = self._used.get(key, 0) + n
         self._refusals: dict[str, int] = {}
         self._lock = threading.Lock()
-        self.warnings: dict[str, str] = {}  # organizer -> the 90 % note, once each
-        for organizer in list(self._used):
+        self._warned: set[str] = set()
+        self.warnings: dict[str, str] = {}  # organizer -> the 90 % note, once per user
+        for organizer in (used or {}):
             self._maybe_warn(organizer)
 
     def used(self, organizer: str) -> int:
         with self._lock:
-            return self._used.get(organizer, 0)
+            return self._used.get(self._identity(organizer), 0)
 
     def full(self, organizer: str) -> bool:
         return self.used(organizer) >= self.cap
 
     def created(self, organizer: str) -> None:
+        key = self._identity(organizer)
         with self._lock:
-            self._used[organizer] = self._used.get(organizer, 0) + 1
-            self._refusals.pop(organizer, None)
+            self._used[key] = self._used.get(key, 0) + 1
+            self._refusals.pop(key, None)
             self._maybe_warn(organizer)
 
     def refused(self, organizer: str) -> bool:
         """A createOrGet for ``organizer`` got 429 without Retry-After: is it the cap?"""
+        key = self._identity(organizer)
         with self._lock:
-            n = self._refusals[organizer] = self._refusals.get(organizer, 0) + 1
-            near = self._used.get(organizer, 0) >= WARN_SHARE * self.cap
+            n = self._refusals[key] = self._refusals.get(key, 0) + 1
+            near = self._used.get(key, 0) >= WARN_SHARE * self.cap
             return near or n >= REFUSALS_IN_A_ROW
 
     def _maybe_warn(self, organizer: str) -> None:
-        n = self._used.get(organizer, 0)
-        if n >= WARN_SHARE * self.cap and organizer not in self.warnings and n < self.cap:
+        key = self._identity(organizer)
+        n = self._used.get(key, 0)
+        if n >= WARN_SHARE * self.cap and key not in self._warned and n < self.cap:
+            self._warned.add(key)
             self.warnings[organizer] = (
                 f"Organizer {organizer} has {n:,} of Graph's {self.cap:,} meetings for {self.month} "
                 "(counted in the journal): new meetings beyond the limit will be refused until "

@@ -61,6 +61,7 @@ from typing import Any
 from bulkmeet.errors import BulkmeetError
 from bulkmeet.gate import Gate
 from bulkmeet.graph import (
+    CREATE,
     MAX_BATCH,
     TLS,
     BatchRequest,
@@ -453,12 +454,14 @@ class Runner:
     def _backoff(self, n: int) -> float:
         return self.policy.backoff(n, self.rng)
 
-    def describe(self, organizer: str, response: GraphResponse, attempts: int) -> str:
-        """The output sheet's sentence for a failed answer about ``organizer``."""
+    def describe(self, organizer: str, response: GraphResponse, attempts: int,
+                 action: str = CREATE) -> str:
+        """The output sheet's sentence for a failed answer about ``organizer``; ``action`` is
+        what the call was for (graph.CREATE, UPDATE, CANCEL, READ)."""
         oid = self.organizer_path_id(organizer)
         who = f"{organizer} ({oid})" if oid and oid != organizer else organizer
         return describe_failure(response, organizer=who, client_id=self.client_id,
-                                attempts=attempts, organizer_id=oid)
+                                attempts=attempts, organizer_id=oid, action=action)
 
     def _complete(self, task: _Task, response: GraphResponse | None, *,
                   error: str | None = None) -> None:

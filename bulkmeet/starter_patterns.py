@@ -136,6 +136,25 @@ def registrar_starter(sheet: Sheet) -> str | None:
     keys = [ident] if ident else [c for c in (dept, number, section) if c] or [sheet.columns[0]]
 
     lines = _head(sheet, "app")
+    lines.extend(_mapping_and_pattern_lines(subject, organizer, keys, days, (begin, finish, span)))
+    add = lines.append
+    lines.extend(_term_lines(sheet, term))
+    if instructor:
+        lines.extend(_staff_lines(sheet, instructor))
+    elif not organizer:
+        add("# TODO: no instructor column found; name the organizer of every meeting in [mapping]:")
+        add("# organizer_fixed = \"registrar@school.edu\"")
+        add("")
+    lines.extend(_skip_lines(sheet, days, (begin, finish, span), status, kind))
+    lines.extend(RUN_SYNC_AND_SETTINGS)
+    return "\n".join(lines) + "\n"
+
+
+def _mapping_and_pattern_lines(subject: str, organizer: str | None, keys: list[str], days: str,
+                               times: tuple[str | None, str | None, str | None]) -> list[str]:
+    """[mapping] and [pattern] of a weekly-pattern starter, each guess commented."""
+    begin, finish, span = times
+    lines: list[str] = []
     add = lines.append
     add("[mapping]")
     add("# Subject: department, course number, section and title (HTML entities such as &amp; are")
@@ -159,16 +178,7 @@ def registrar_starter(sheet: Sheet) -> str | None:
     add("# class; \"session\": one meeting per class day.")
     add("meetings = \"section\"")
     add("")
-    lines.extend(_term_lines(sheet, term))
-    if instructor:
-        lines.extend(_staff_lines(sheet, instructor))
-    elif not organizer:
-        add("# TODO: no instructor column found; name the organizer of every meeting in [mapping]:")
-        add("# organizer_fixed = \"registrar@school.edu\"")
-        add("")
-    lines.extend(_skip_lines(sheet, days, (begin, finish, span), status, kind))
-    lines.extend(RUN_SYNC_AND_SETTINGS)
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _subject(dept: str | None, number: str | None, section: str | None, title: str | None,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from bulkmeet import journal as journals
 from bulkmeet.config import Config
 from bulkmeet.errors import ExitStatus, InputError
-from bulkmeet.graph import GraphGateway
+from bulkmeet.graph import READ, GraphGateway
 from bulkmeet.models import MeetingRequest, MeetingResult
 from bulkmeet.runner import Completed, Operation, RetryPolicy, Runner
 from bulkmeet.sync import ACTIVE, JournalledMeeting
@@ -159,7 +159,7 @@ def _check(options: RunOptions, gateway: GraphGateway, book: journals.Journal,
                     "(404), although the journal had it; the next bulkmeet run makes it again")))
             else:
                 why = done.error or (runner.describe(meeting.organizer, done.response,
-                                                     done.attempts)
+                                                     done.attempts, READ)
                                      if done.response is not None else "not checked")
                 report.unchecked.append((row, f"could not check the meeting "
                                               f"{meeting.meeting_id}: {why}"))

@@ -141,3 +141,15 @@ def test_graph_counts_leave_identity_traffic_out() -> None:
     assert harness.graph_counts(stats) == (102, 7)
     before = {"by_path": {"POST /v1.0/users/{id}/onlineMeetings/createOrGet": {"201": 40}}}
     assert harness.diff_counts(before, stats) == (62, 7)
+
+
+def test_the_http_client_bench_runs_at_toy_size() -> None:
+    """bench/http_clients.py: every client really sends (it stops at a non-2xx answer)."""
+    out = subprocess.run([sys.executable, str(BENCH / "http_clients.py"), "40"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    table = {line[:16].strip(): line[16:].split() for line in lines[2:6]}
+    assert set(table) == {"requests", "urllib3", "http.client", "bulkmeet http11"}
+    for cells in table.values():
+        assert len(cells) == 4 and all(_number(float(c), positive=True) for c in cells)

@@ -239,3 +239,14 @@ def test_batching_sends_up_to_20_rows_per_call_with_per_item_answers():
     batches = [int(c[2]) for c in graph.calls if c[0] == "batch"]
     assert max(batches) == 20 and stats.batches == len(batches)
     assert stats.requests == 46  # every item counts, the retried one twice
+
+
+def test_the_quota_folds_the_journals_counts_by_user():
+    ids = {"ada@school.example": ORG}
+    quota = MeetingQuota({"ada@school.example": 1000, ORG.upper(): 799}, month="2027-03",
+                         identity=lambda o: (ids.get(o.lower()) or o).lower())
+    assert quota.used(ORG) == quota.used("ADA@school.example") == 1799
+    quota.created("ada@school.example")
+    assert quota.used(ORG) == 1800 and len(quota.warnings) == 1
+    quota.created(ORG)
+    assert len(quota.warnings) == 1  # one warning per user, however it is written

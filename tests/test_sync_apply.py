@@ -114,3 +114,58 @@ def test_an_unanswered_delete_is_finished_by_the_next_run_even_unasked(tmp_path)
     assert (TEACHER_ID, key[1]) not in fake.meetings
     calls = [c for c in fake.calls if c[0] == "delete" and c[2] == mid]
     assert len(calls) == cfg.run.max_attempts + 1
+
+
+def test_a_refused_update_names_the_update_not_creating(tmp_path) -> None:
+    """A 403 or 400 on a PATCH says what was refused: changing a meeting, not creating one."""
+    schedule, cfg, rows, fake = setup(tmp_path)
+    run(schedule, cfg, fake)
+    first = next(m for m in journal_meetings(tmp_path).values() if m.row == 2)
+    second = next(m for m in journal_meetings(tmp_path).values() if m.row == 3)
+    fake.script[first.meeting_id] = [GraphResponse(403, {"error": {
+        "code": "AccessDenied", "message": "An error has occurred."}})]
+    fake.script[second.meeting_id] = [GraphResponse(400, {"error": {
+        "code": "BadRequest", "message": "An error has occurred."}})]
+    rows[0][2] = rows[1][2] = "Renamed"
+    helpers.write_csv(schedule, rows)
+    outcome = run(schedule, cfg, fake)
+    refused = error(outcome.outcomes[(2, 0)])
+    assert refused.startswith('The update (subject "CS100: Lecture 0"→"CS100: Renamed"')
+    assert refused.endswith(
+        ") was not applied: 403 AccessDenied: An error has occurred. The app is not allowed to "
+        "change meetings: grant the OnlineMeetings.ReadWrite.All application permission "
+        "(delegated: OnlineMeetings.ReadWrite) in the Azure portal and click 'Grant admin "
+        "consent'.")
+    assert "Graph rejected the update for this row" in error(outcome.outcomes[(3, 0)])
+    assert "create" not in error(outcome.outcomes[(3, 0)])
+
+
+def test_a_refused_delete_names_the_cancellation(tmp_path) -> None:
+    schedule, cfg, rows, fake = setup(tmp_path, n=12)
+    run(schedule, cfg, fake)
+    key = next(k for k, m in journal_meetings(tmp_path).items() if m.row == 2)
+    mid = journal_meetings(tmp_path)[key].meeting_id
+    fake.script[mid] = [GraphResponse(403, {"error": {"code": "AccessDenied", "message": ""}})]
+    helpers.write_csv(schedule, rows[1:])
+    (removed,) = run(schedule, cfg, fake, cancel_removed=True).removed
+    assert "could not be cancelled: 403 AccessDenied. The app is not allowed to delete " \
+           "meetings: grant" in removed.reason
+
+
+def test_the_monthly_quota_counts_a_teacher_once_by_upn_or_object_id(tmp_path) -> None:
+    """1,999 meetings made this month for the teacher written as a UPN; the sheet now names
+    them by object id (in capitals): Graph counts one user, so does bulkmeet."""
+    from bulkmeet.models import CREATED, MeetingResult
+
+    schedule, cfg, rows, fake = setup(tmp_path, n=3)
+    assert run(schedule, cfg, fake).exit_status == 0  # remembers TEACHER -> TEACHER_ID
+    with Journal.open(tmp_path / "s.journal.sqlite", lock=False) as journal:
+        for i in range(1996):  # 3 + 1,996 = 1,999 created this month under the UPN
+            journal.record(MeetingResult(f"earlier-{i}", TEACHER.upper(), CREATED, "f",
+                                         http_status=201))
+    again = [[f"2{r[0]}", *r[1:3], TEACHER_ID.upper(), *r[4:]] for r in rows[:2]]
+    outcome = run(helpers.write_csv(schedule, again), cfg, fake)
+    lines = [outcome.outcomes[(2, 0)], outcome.outcomes[(3, 0)]]
+    assert [line.status for line in lines] == ["created", "failed"]
+    assert error(lines[1]).startswith(f"Organizer {TEACHER_ID} has reached Graph's "
+                                      "limit of 2,000 meetings per calendar month: 2,000")

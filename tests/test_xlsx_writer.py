@@ -74,6 +74,13 @@ def test_excel_serials_are_openpyxls_to_the_last_bit(value) -> None:
     assert excel_serial(value).hex() == float(to_excel(value)).hex()
 
 
+def test_the_theme_part_is_openpyxls_default_theme_byte_for_byte(tmp_path: Path) -> None:
+    from openpyxl.writer.theme import theme_xml
+
+    with zipfile.ZipFile(_write(tmp_path, ("a",), [{"a": "x"}])) as z:
+        assert z.read("xl/theme/theme1.xml") == theme_xml.encode("utf-8")
+
+
 def test_numbers_dates_and_durations_keep_their_types_and_values(tmp_path: Path) -> None:
     values = {"f": 0.1 + 0.2, "tiny": 1e-300, "big": 2**53 + 1, "neg": -7, "b": False,
               "dec": Decimal("2.5"), "early": datetime(1900, 1, 15, 6, 0),
