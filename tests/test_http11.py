@@ -250,3 +250,18 @@ def test_graph_answers_keep_status_headers_and_json(serve):
                               b"onlineMeetings/createOrGet HTTP/1.1\r\n")
     assert b"\r\nAuthorization: Bearer tok\r\n" in request
     assert request.endswith(b'\r\n\r\n{"externalId":"e"}')
+
+
+def test_through_an_https_proxy_graph_calls_tunnel_with_connect_and_no_token(serve, monkeypatch):
+    """The proxy path (urllib3's ProxyManager): the proxy, on loopback here, is asked to CONNECT
+    to Graph's host and sees no bearer token; its refusal is a connection failure."""
+    server = serve(lambda n, seen: (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", True))
+    for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{server.port}")
+    graph = HttpGraph("https://graph.microsoft.com", "v1.0", NoTokens())
+    got = graph.get_user("ada@school.example")
+    assert (got.status, got.failure) == (None, CONNECTION)
+    (seen,) = server.seen
+    assert seen.request.startswith(b"CONNECT graph.microsoft.com:443 HTTP/1.")
+    assert b"tok" not in seen.request and b"Authorization" not in seen.request
