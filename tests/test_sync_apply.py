@@ -82,19 +82,25 @@ def test_a_meeting_deleted_by_hand_is_made_again(tmp_path) -> None:
     assert fake.meetings[(TEACHER_ID, key[1])]["subject"] == "CS101: Renamed"
 
 
-def test_a_refused_delete_leaves_the_meeting_active_and_says_why(tmp_path) -> None:
+def refused_delete(tmp_path: Path, code: str, message: str):
+    """Row 2 leaves the sheet and its DELETE is answered 403 ``code``: (outcome, key, rerun)."""
     schedule, cfg, rows, fake = setup(tmp_path, n=12)
     run(schedule, cfg, fake)
     key = next(k for k, m in journal_meetings(tmp_path).items() if m.row == 2)
     mid = journal_meetings(tmp_path)[key].meeting_id
-    fake.script[mid] = [GraphResponse(403, {"error": {"code": "Forbidden", "message": "No."}})]
+    fake.script[mid] = [GraphResponse(403, {"error": {"code": code, "message": message}})]
     helpers.write_csv(schedule, rows[1:])
     outcome = run(schedule, cfg, fake, cancel_removed=True)
+    return outcome, key, lambda: run(schedule, cfg, fake, cancel_removed=True)
+
+
+def test_a_refused_delete_leaves_the_meeting_active_and_says_why(tmp_path) -> None:
+    outcome, key, rerun = refused_delete(tmp_path, "Forbidden", "No.")
     (removed,) = outcome.removed
     assert removed.status == "failed" and "could not be cancelled" in removed.reason
     assert outcome.exit_status == 7  # still pending: the meeting is in Teams
     assert journal_meetings(tmp_path)[key].status == ACTIVE
-    done = run(schedule, cfg, fake, cancel_removed=True)
+    done = rerun()
     assert done.exit_status == 0 and done.removed[0].status == "cancelled"
 
 
@@ -141,13 +147,7 @@ def test_a_refused_update_names_the_update_not_creating(tmp_path) -> None:
 
 
 def test_a_refused_delete_names_the_cancellation(tmp_path) -> None:
-    schedule, cfg, rows, fake = setup(tmp_path, n=12)
-    run(schedule, cfg, fake)
-    key = next(k for k, m in journal_meetings(tmp_path).items() if m.row == 2)
-    mid = journal_meetings(tmp_path)[key].meeting_id
-    fake.script[mid] = [GraphResponse(403, {"error": {"code": "AccessDenied", "message": ""}})]
-    helpers.write_csv(schedule, rows[1:])
-    (removed,) = run(schedule, cfg, fake, cancel_removed=True).removed
+    (removed,) = refused_delete(tmp_path, "AccessDenied", "")[0].removed
     assert "could not be cancelled: 403 AccessDenied. The app is not allowed to delete " \
            "meetings: grant" in removed.reason
 
