@@ -3,15 +3,14 @@
 ``GraphGateway`` is the seam (as in pip-tools): the runner only knows this interface. ``HttpGraph``
 is the real implementation, over ``http11`` (urllib3 through a proxy); the tests' ``FakeGraph``
 (tests/fakes.py) is an in-memory one with Graph's createOrGet semantics, used by fast tests of
-the runner's retry and concurrency logic. Retrying, pacing and throttling live in ``runner``; turning Graph's answers
-into sentences lives here, because only here do we know what each Graph error means for an ops
-user.
+the runner's retry and concurrency logic. Retrying, pacing and throttling live in ``runner``;
+turning Graph's answers into sentences lives here, because only here do we know what each Graph
+error means for an ops user.
 """
 from __future__ import annotations
 
 import json
 import os
-import ssl
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from bulkmeet.http import (
     environ_proxies,
     is_certificate_failure,
     resolve_ca_bundle,
+    tls_context,
     tls_failure_message,
 )
 from bulkmeet.http11 import Http11Pool
@@ -200,7 +200,9 @@ class HttpGraph(GraphGateway):
             else None, connect_timeout=timeout[0], read_timeout=timeout[1], maxsize=pool_size)
 
     def close(self) -> None:
-        (self._direct or self._proxied).clear()  # type: ignore[union-attr]
+        for pool in (self._direct, self._proxied):
+            if pool is not None:
+                pool.clear()
 
     def create_or_get(self, organizer_id: str | None, body: Mapping[str, Any]) -> GraphResponse:
         return self._send("POST", create_or_get_path(organizer_id), body)
@@ -267,14 +269,7 @@ class HttpGraph(GraphGateway):
             headers["Content-Type"] = "application/json"
             data = json.dumps(body, separators=(",", ":")).encode()
         try:
-            if self._direct is not None:
-                answer = self._direct.request(method, self._prefix + path, headers, data)
-                status, raw, got = answer.status, answer.body, answer.headers
-            else:
-                r = self._proxied.request(  # type: ignore[union-attr]
-                    method, self.root + path, body=data, headers=headers, timeout=self.timeout,
-                    retries=False, redirect=False)
-                status, raw, got = r.status, r.data, dict(r.headers)
+            status, raw, got = self._exchange(method, path, headers, data)
         except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:
             return GraphResponse(None, failure=TIMEOUT, detail=_scrub(exc, token))
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -289,16 +284,16 @@ class HttpGraph(GraphGateway):
             parsed = None
         return GraphResponse(status, parsed, got)
 
-
-def tls_context(ca: str | bool) -> ssl.SSLContext:
-    """A verifying TLS context (host name and chain) for the CA bundle ``resolve_ca_bundle`` chose."""
-    if isinstance(ca, str):
-        if os.path.isdir(ca):
-            return ssl.create_default_context(capath=ca)
-        return ssl.create_default_context(cafile=ca)
-    import certifi
-
-    return ssl.create_default_context(cafile=certifi.where())
+    def _exchange(self, method: str, path: str, headers: dict[str, str], data: bytes | None
+                  ) -> tuple[int, bytes, dict[str, str]]:
+        """One request on the wire: (status, body, headers); raises what the client raises."""
+        if self._proxied is None:
+            assert self._direct is not None
+            answer = self._direct.request(method, self._prefix + path, headers, data)
+            return answer.status, answer.body, answer.headers
+        r = self._proxied.request(method, self.root + path, body=data, headers=headers,
+                                  timeout=self.timeout, retries=False, redirect=False)
+        return r.status, r.data, dict(r.headers)
 
 
 def pool_for(url: str, ca: str | bool, size: int, proxy: str) -> urllib3.ProxyManager:

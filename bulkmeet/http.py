@@ -1,16 +1,18 @@
 """The HTTP rules every client in bulkmeet shares: which URLs may carry a token, which CAs we trust.
 
-Graph is called with urllib3 (``graph.HttpGraph``); the sign-in service through a requests
-Session handed to msal (``auth.client``). Both read URLs with ``urllib3.util.parse_url``, and a
-URL two parsers read differently is how a checker gets fooled: ``http://127.0.0.5\\@127.0.0.1``
-is host 127.0.0.1 to ``urllib.parse`` but host 127.0.0.5 to urllib3, which would then send the
-bearer token there in clear. So ``endpoint`` parses a URL once, strictly, refuses anything the
-parsers might disagree on (backslashes, ``user@``, percent-encoded or otherwise odd hosts),
-checks that urllib3 sees the same host and port, and hands back a URL rebuilt from the checked
-parts. Config validation and both clients use it; nothing else in bulkmeet splits a URL.
+Graph is called with ``http11`` (``graph.HttpGraph``; urllib3 through a proxy), the sign-in
+service through a requests Session handed to msal (``auth.client``). A URL two parsers read
+differently is how a checker gets fooled: ``http://127.0.0.5\\@127.0.0.1`` is host 127.0.0.1 to
+``urllib.parse`` but host 127.0.0.5 to urllib3 (``urllib3.util.parse_url``, which requests uses
+too), which would then send the bearer token there in clear. So ``endpoint`` parses a URL once,
+strictly, refuses anything the parsers might disagree on (backslashes, ``user@``,
+percent-encoded or otherwise odd hosts), checks that urllib3 sees the same host and port, and
+hands back a URL rebuilt from the checked parts; ``http11`` connects to exactly that host and
+port. Config validation and every client use it; nothing else in bulkmeet splits a URL.
 
-This is also the one home of the CA choice (the ``REQUESTS_CA_BUNDLE`` pitfall: requests lets it
-override ``Session.verify``) and of the sentence for a TLS certificate that does not verify.
+This is also the one home of the CA choice (``resolve_ca_bundle``, ``tls_context``; the
+``REQUESTS_CA_BUNDLE`` pitfall: requests lets it override ``Session.verify``) and of the
+sentence for a TLS certificate that does not verify.
 """
 from __future__ import annotations
 
@@ -276,6 +278,18 @@ def resolve_ca_bundle(configured: str | None) -> str | bool:
         return os.path.expanduser(configured)
     env = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     return env or True
+
+
+def tls_context(ca: str | bool) -> ssl.SSLContext:
+    """A verifying TLS context (chain and host name) for what ``resolve_ca_bundle`` chose: a
+    file, a folder of hashed certificates, or True for certifi's bundle (as urllib3 does)."""
+    if isinstance(ca, str):
+        if os.path.isdir(ca):
+            return ssl.create_default_context(capath=ca)
+        return ssl.create_default_context(cafile=ca)
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def describe_ca(configured: str | None) -> str:
