@@ -188,13 +188,13 @@ class HttpGraph(GraphGateway):
         self._tls_failure = tls_failure_message(f"Graph at {base.url}", describe_ca(ca_bundle))
         self.tokens = tokens
         self.delegated = tokens.delegated
-        self.timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         self._prefix = f"{base.path}/{api_version}"
         ca = resolve_ca_bundle(ca_bundle)
         proxy = environ_proxies(self.root).get(base.scheme)
         # Without a proxy, bulkmeet's own keep-alive client (http11: a third of urllib3's CPU per
         # call); through a proxy, urllib3's ProxyManager, which knows CONNECT and proxy auth.
         self._proxied = pool_for(self.root, ca, pool_size, proxy) if proxy else None
+        self._proxy_timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         self._direct = None if proxy else Http11Pool(
             base.scheme, base.host, base.port, context=tls_context(ca) if base.scheme == "https"
             else None, connect_timeout=timeout[0], read_timeout=timeout[1], maxsize=pool_size)
@@ -292,7 +292,7 @@ class HttpGraph(GraphGateway):
             answer = self._direct.request(method, self._prefix + path, headers, data)
             return answer.status, answer.body, answer.headers
         r = self._proxied.request(method, self.root + path, body=data, headers=headers,
-                                  timeout=self.timeout, retries=False, redirect=False)
+                                  timeout=self._proxy_timeout, retries=False, redirect=False)
         return r.status, r.data, dict(r.headers)
 
 

@@ -94,27 +94,24 @@ class Http11Pool:
     def request(self, method: str, target: str, headers: Mapping[str, str],
                 body: bytes | None = None) -> Answer:
         """Send one request and read the whole answer; raises OSError subclasses (see above)."""
-        head = self._head(method, target, headers, body)
+        message = self._head(method, target, headers, body) + (body or b"")
         conn = self._checkout()
-        reused = conn.used
-        try:
+        while True:
+            reused, conn.used = conn.used, True
             try:
-                conn.used = True
-                conn.sock.sendall(head + body if body else head)
+                conn.sock.sendall(message)
                 answer = _read_answer(conn, method)
             except (ConnectionError, _EmptyAnswer):
+                conn.close()
                 if not reused:
                     raise
-                conn.close()  # the server closed a kept-alive connection under us: once more
-                conn = self._connect()
-                conn.used = True
-                conn.sock.sendall(head + body if body else head)
-                answer = _read_answer(conn, method)
-        except BaseException:
-            conn.close()
-            raise
-        self._checkin(conn)
-        return answer
+                conn = self._connect()  # the server closed a kept-alive connection: once more
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            self._checkin(conn)
+            return answer
 
     def clear(self) -> None:
         with self._lock:

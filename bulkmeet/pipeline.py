@@ -525,7 +525,7 @@ def _user_identity(ids: Mapping[str, str], known: Mapping[str, str]) -> Callable
     def identity(organizer: str) -> str:
         if GUID.match(organizer):
             return organizer.lower()
-        oid = ids.get(organizer) or known.get(organizer) or known.get(organizer.lower())
+        oid = ids.get(organizer) or known.get(organizer.lower())  # known: lower-cased UPNs
         return (oid or organizer).lower()
     return identity
 
